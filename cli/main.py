@@ -1,0 +1,49 @@
+"""``defect-nas``: the command line. Each subcommand lives in its own module under ``cli/``.
+
+User mistakes (bad file, flag, budget, data) raise ``DefectNasError`` somewhere below; here
+they become one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from nas.errors import DefectNasError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + error
+        self.exit(2, f"defect-nas: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cli import design
+
+    parser = _Parser(prog="defect-nas", description="Design compact defect classifiers under a compute budget.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    design.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for category in (UserWarning, FutureWarning, DeprecationWarning):  # library chatter, not the user's business
+        warnings.filterwarnings("ignore", category=category)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DefectNasError as e:
+        print(f"defect-nas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("defect-nas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

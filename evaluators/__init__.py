@@ -1,0 +1,1 @@
+"""Evaluators: data, training, teacher, distillation, metrics, latency."""

@@ -1,0 +1,1 @@
+"""Building blocks, the one builder, and the search spaces that generate ArchSpecs."""

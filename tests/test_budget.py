@@ -1,0 +1,78 @@
+"""Budget fitting: random proposals land inside 100M +-5% MACs quickly, or fail with a reason."""
+
+import time
+
+import pytest
+
+from nas.budget import Budget, fit
+from nas.cost import cost, macs
+from nas.errors import DefectNasError, Infeasible
+from nas.spec import ArchSpec, Basic, Conv
+from search_spaces.base import RandomTrial, Task, all_spaces
+
+SPACES = sorted(all_spaces())
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_99_percent_of_200_proposals_fit_100m_macs_each_within_0_2s(space):
+    budget, task = Budget(100e6, 0.05), Task(1, 200, 6)
+    fitted, slowest = 0, 0.0
+    for seed in range(200):
+        spec = all_spaces()[space].propose(RandomTrial(seed), task)
+        start = time.process_time()  # CPU time: not inflated by other processes on a busy machine
+        try:
+            out = fit(spec, budget)
+        except Infeasible:
+            continue
+        finally:
+            slowest = max(slowest, time.process_time() - start)
+        assert 95e6 <= macs(out) <= 105e6
+        fitted += 1
+    assert fitted >= 198, f"only {fitted}/200 fitted"
+    assert slowest < 0.2, f"slowest fit took {slowest:.3f} s"
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_fit_keeps_the_proposals_shape(space):
+    spec = all_spaces()[space].propose(RandomTrial(1), Task())
+    out = fit(spec, Budget(100e6))
+    strides = [b.stride for _, b in spec.blocks()]
+    kinds = [b.type for _, b in spec.blocks()]
+    if len(out.blocks()) == len(spec.blocks()):  # widths only: kinds, kernels and strides unchanged
+        assert [b.stride for _, b in out.blocks()] == strides
+        assert [b.type for _, b in out.blocks()] == kinds
+    assert out.in_channels == spec.in_channels and out.num_classes == spec.num_classes
+
+
+def test_fit_removes_blocks_when_minimum_width_is_still_too_costly():
+    # six full-resolution basic blocks cost ~70M MACs even at 4 channels: only fewer blocks fit 20M
+    spec = ArchSpec(1, 200, 6, (Conv(16, 3, 1),), (tuple(Basic(16) for _ in range(6)),))
+    out = fit(spec, Budget(20e6))
+    assert 1 <= len(out.stages[0]) < 6
+    assert Budget(20e6).contains(macs(out))
+
+
+@pytest.mark.parametrize("target", [1e3, 1e14])
+def test_impossible_budgets_raise_infeasible_saying_why(target):
+    spec = all_spaces()["residual"].propose(RandomTrial(0), Task())
+    with pytest.raises(Infeasible, match="MACs"):
+        fit(spec, Budget(target))
+
+
+def test_max_params_is_enforced():
+    spec = all_spaces()["vgg-student"].prototypes(Task())["vgg-student/16"]
+    with pytest.raises(Infeasible, match="max-params"):
+        fit(spec, Budget(100e6, max_params=100_000))
+    ok = fit(all_spaces()["lw"].prototypes(Task())["lw@0.35"], Budget(100e6, max_params=2_000_000))
+    assert cost(ok).params <= 2_000_000
+
+
+def test_budget_band_and_violation():
+    b = Budget(100e6, 0.05, max_params=1000)
+    assert b.contains(95e6) and b.contains(105e6) and not b.contains(94e6)
+    assert b.violation(100e6, 10) == 0
+    assert b.violation(110e6, 10) == pytest.approx(0.05)
+    assert b.violation(100e6, 2000) == pytest.approx(1.0)
+    for bad in (dict(target_macs=0), dict(tolerance=1.5), dict(max_params=0)):
+        with pytest.raises(DefectNasError):
+            Budget(**{"target_macs": 1e8, **bad})

@@ -197,3 +197,26 @@ def make_dagm(
                 (folder / "Label").mkdir(parents=True, exist_ok=True)
                 (folder / "Label" / "Labels.txt").write_text("\n".join(lines) + "\n")
     return boxes
+
+
+def learnable_dataset(classes: int = 3, per_class: int = 40, size: int = 32, seed: int = 0) -> Dataset:
+    """In-memory set a small CNN learns in a few epochs: class c = stripes of period 2 + 2c in a
+    random orientation, plus noise. Rotation-invariant, like textures, so flips/rotations keep labels."""
+    rng = np.random.default_rng(seed)
+    pixels, labels = [], []
+    for c in range(classes):
+        period = 2 + 2 * c
+        for _ in range(per_class):
+            phase = rng.integers(0, period)
+            wave = ((np.arange(size) + phase) % period < period / 2).astype(np.float32)
+            img = np.tile(wave, (size, 1)) if rng.random() < 0.5 else np.tile(wave[:, None], (1, size))
+            img = np.clip(img * 150 + 50 + rng.normal(0, 25, (size, size)), 0, 255).astype(np.uint8)
+            pixels.append(img[None])
+            labels.append(c)
+    pixels = np.ascontiguousarray(np.stack(pixels))
+    return build_dataset(
+        name="stripes", root=Path("/nonexistent"), pixels=pixels, labels=labels,
+        class_names=[f"period{2 + 2 * c}" for c in range(classes)],
+        paths=[f"c{c}/{i}.png" for i, c in enumerate(labels)],
+        content_ids=[pixel_hash(p) for p in pixels], layout="synthetic",
+    )  # fmt: skip

@@ -1,0 +1,56 @@
+"""Whole-batch augmentation as tensor ops (no per-image Python, no DataLoader workers).
+
+Texture images have no canonical orientation, so the eight flips/rotations of the square
+(the dihedral group D4) are label-preserving views. Because the views are discrete, a teacher's
+logits can be precomputed once per (image, view) and distillation needs no teacher forward pass
+during candidate training. Random resized crops are optional; with distillation they reuse the
+uncropped view's teacher logits (an approximation, stated in the run config).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NUM_VIEWS = 8
+
+
+def dihedral(x: torch.Tensor, view: int) -> torch.Tensor:
+    """View ``view`` (0..7) of a batch [N, C, H, W]: rotation by 90 * (view % 4), transposed if view >= 4."""
+    if view >= 4:
+        x = x.transpose(-1, -2)
+    return torch.rot90(x, view % 4, dims=(-2, -1))
+
+
+def apply_views(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """Each sample i of ``x`` in its own view ``views[i]``; one op per distinct view, not per image."""
+    out = torch.empty_like(x)
+    for v in range(NUM_VIEWS):
+        idx = (views == v).nonzero(as_tuple=True)[0]
+        if len(idx):
+            out[idx] = dihedral(x[idx], v)
+    return out
+
+
+def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random square crops covering ``min_scale``..1 of the area, resized back, in one
+    ``grid_sample`` call for the whole batch."""
+    n = x.shape[0]
+    scale = torch.empty(n).uniform_(min_scale, 1.0, generator=generator).sqrt()
+    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
+    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 [N, C, H, W] stack once (antialiased bilinear), for a lower-fidelity proxy."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(256):
+        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(y.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)

@@ -1,0 +1,93 @@
+"""Train one architecture end to end and write its run folder (what ``defect-nas train`` does).
+
+Kept apart from the CLI so the search engine and benchmarks call the same code path.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save_file
+
+from evaluators.data import Dataset, Split
+from evaluators.latency import measure_latency
+from evaluators.runinfo import environment, new_run_dir, write_json
+from evaluators.teacher import Teacher
+from evaluators.trainer import TrainConfig, TrainData, evaluate, train
+from nas.cost import cost
+from nas.netscore import DEFAULT as NETSCORE, netscore
+from nas.spec import ArchSpec
+from search_spaces.build import build
+
+
+@dataclass
+class RunResult:
+    spec: ArchSpec
+    model: torch.nn.Module
+    summary: dict
+    run_dir: Path | None
+
+
+def train_spec(
+    spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, teacher: Teacher | None = None,
+    on_epoch: Callable[[int, float, dict], None] | None = None, latency: bool = True,
+) -> RunResult:  # fmt: skip
+    """Build, train (distilling from ``teacher`` if given and config.kd != none), and measure."""
+    size = config.input_size or dataset.images.shape[-1]
+    if spec.input_size != size or spec.in_channels != dataset.images.shape[1]:
+        spec = type(spec).from_dict({**spec.to_dict(), "input_size": size, "in_channels": spec.in_channels})
+    torch.manual_seed(config.seed)  # the seed fixes the initial weights too
+    model = build(spec)
+    data = TrainData(
+        dataset.images[split.train], dataset.labels[split.train], dataset.images[split.val],
+        dataset.labels[split.val], dataset.class_names,
+        teacher.logits if (teacher is not None and config.kd != "none") else None, dataset.negative_classes,
+    )  # fmt: skip
+    result = train(model, data, config, on_epoch)
+    test = evaluate(model, dataset.images[split.test], dataset.labels[split.test], dataset.class_names,
+                    input_size=size, negative_classes=dataset.negative_classes)  # fmt: skip
+    c = cost(spec)
+    summary = {
+        "arch": spec.name, "spec_digest": spec.digest(), "test_accuracy": test.accuracy,
+        "val_accuracy": result.val_accuracy, "macs": c.macs, "params": c.params,
+        "netscore": netscore(max(test.accuracy, 1e-6), c.params, c.macs),
+        "netscore_definition": NETSCORE.describe(), "input_size": size, "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch, "train_seconds": result.seconds,
+        "train_images_per_second": result.images_per_second, "precision": result.precision,
+        "teacher": teacher.provenance if (teacher is not None and config.kd != "none") else None,
+        "kd": config.kd, "seed": config.seed, "test_metrics": test.to_dict(), "history": result.history,
+    }  # fmt: skip
+    if latency:
+        shape = (spec.in_channels, size, size)
+        eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, repeats=20)
+        summary["latency_ms"] = eager.latency_ms
+        summary["throughput_img_s"] = eager.throughput_img_s
+        summary["latency"] = eager.to_dict()
+    return RunResult(spec, model, summary, None)
+
+
+def write_run(
+    result: RunResult, results: str | Path, label: str, dataset: Dataset, split: Split, config: dict, seed: int
+) -> Path:
+    """results/<time>-<label>/: config, environment, split, arch, metrics, history, weights."""
+    run = new_run_dir(results, label)
+    write_json(run / "config.json", config)
+    write_json(run / "environment.json", environment(seed))
+    write_json(run / "split.json", split.to_json(dataset))
+    (run / "arch.json").write_text(result.spec.to_json() + "\n")
+    summary = {k: v for k, v in result.summary.items() if k != "history"}
+    write_json(run / "metrics.json", summary)
+    with open(run / "history.csv", "w", newline="") as f:
+        rows = result.summary["history"]
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
+    save_file(state, run / "weights.safetensors", metadata={"arch": result.spec.to_json(indent=None)})
+    result.run_dir = run
+    return run

@@ -1,0 +1,68 @@
+"""The teacher: trained once per (data, split, config), cached with its per-view logits."""
+
+import pytest
+import torch
+
+from datagen import learnable_dataset
+from evaluators.augment import dihedral
+from evaluators.data import make_split
+from evaluators.teacher import TeacherConfig, cache_key, ensure_teacher
+from evaluators.trainer import predict_logits
+from nas.errors import DefectNasError
+
+CFG = TeacherConfig(init="scratch", epochs=1, input_size=32, fc_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ds = learnable_dataset(classes=3, per_class=12, size=32)
+    return ds, make_split(ds, seed=0)
+
+
+def test_second_call_loads_the_cached_teacher(setup, tmp_path):
+    ds, split = setup
+    messages = []
+    first = ensure_teacher(ds, split, CFG, tmp_path, log=messages.append)
+    assert not first.from_cache and any("training the vgg16 teacher" in m for m in messages)
+    assert first.logits.shape == (len(split.train), 8, 3)
+    messages.clear()
+    second = ensure_teacher(ds, split, CFG, tmp_path, log=messages.append)
+    assert second.from_cache and not messages
+    assert torch.equal(first.logits, second.logits)
+    assert second.test_accuracy == first.test_accuracy
+    # the reloaded model is the trained one: same logits on the same images
+    x = ds.images[split.train][:4]
+    assert torch.allclose(predict_logits(second.model, x, input_size=32), first.logits[:4, 0], atol=1e-2)
+
+
+def test_cached_logits_are_those_of_each_view(setup, tmp_path):
+    ds, split = setup
+    t = ensure_teacher(ds, split, CFG, tmp_path)
+    x = ds.images[split.train][:3]
+    for v in (1, 5):
+        direct = predict_logits(t.model, dihedral(x, v), input_size=32)
+        assert torch.allclose(direct, t.logits[:3, v], atol=1e-2)
+
+
+def test_cache_key_follows_data_split_and_config(setup):
+    ds, split = setup
+    key = cache_key(ds, split, CFG)
+    assert cache_key(ds, make_split(ds, seed=1), CFG) != key
+    assert cache_key(ds, split, TeacherConfig(init="scratch", epochs=2, input_size=32, fc_hidden=16)) != key
+    assert cache_key(ds, split, CFG) == key
+
+
+def test_damaged_cache_is_rebuilt_not_trusted(setup, tmp_path):
+    ds, split = setup
+    t = ensure_teacher(ds, split, CFG, tmp_path)
+    (t.cache_dir / "logits.safetensors").write_bytes(b"garbage")
+    messages = []
+    again = ensure_teacher(ds, split, CFG, tmp_path, log=messages.append)
+    assert not again.from_cache and any("unreadable" in m for m in messages)
+
+
+def test_bad_teacher_options_are_clear():
+    with pytest.raises(DefectNasError, match="--teacher 'resnet'"):
+        TeacherConfig(arch="resnet")
+    with pytest.raises(DefectNasError, match="no such file"):
+        TeacherConfig(weights_file="/nonexistent/vgg.pth")

@@ -20,12 +20,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import design, evaluate
+    from cli import design, evaluate, search
 
     parser = _Parser(prog="defect-nas", description="Design compact defect classifiers under a compute budget.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     design.register(sub)
     evaluate.register(sub)
+    search.register(sub)
     return parser
 
 

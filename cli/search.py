@@ -1,0 +1,381 @@
+"""Search commands: ``search``, ``worker``, ``report``, ``export``, ``predict``, ``benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from rich.live import Live
+from rich.table import Table
+
+from cli.design import positive_float
+from cli.output import console, millions, print_json
+from nas.errors import DefectNasError
+from nas.search_config import STRATEGIES, SearchConfig
+
+
+def duration(text: str) -> float:
+    """'60m', '1h', '90s', '3600' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 60m, 1h, 90s)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search architectures under the budget (resumes an existing run)")
+    p.add_argument("--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs), default 100e6")
+    p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--dataset", default="neu")
+    p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="tpe")
+    p.add_argument("--nsga2-cost", choices=["macs", "latency"], default="macs")
+    p.add_argument("--min-accuracy", type=float, default=95.0,
+                   help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
+    p.add_argument("--max-params", type=int)
+    p.add_argument("--max-latency-ms", type=float, help="batch-1 latency cap, measured on this machine")
+    p.add_argument("--trials", type=int, help="stop after this many finished trials")
+    p.add_argument("--time-budget", type=duration, help="stop after this long, e.g. 60m (includes retraining)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs of a search trial (pruned earlier when weak)")
+    p.add_argument("--proxy-input-size", type=int, default=100, help="input size of search trials (0 = full)")
+    p.add_argument("--pruner", choices=["hyperband", "sha", "none"], default="hyperband")
+    p.add_argument("--min-epochs", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--final-seeds", type=int, default=3)
+    p.add_argument("--final-epochs", type=int, default=30)
+    p.add_argument("--final-input-size", type=int, help="default: the data's size")
+    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="vgg16")
+    p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--teacher-input-size", type=int, default=128)
+    p.add_argument("--kd", choices=["kl", "l2"], default="kl")
+    p.add_argument("--baselines", default="resnet50,mobilenetv2-0.35,prototypes",
+                   help="comma-separated: resnet50, mobilenetv2-0.35, prototypes, or none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="local worker processes, one thread each")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--storage", help="postgresql://user@host/db to share the study with remote workers")
+    p.add_argument("--run", help="run folder name (default: <dataset>-<budget>m, e.g. neu-100m)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join a shared study as one more worker")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("report", help="rebuild trials.csv, pareto.csv and report.html from the study")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export the winner (or a trial) of a run")
+    p.add_argument("run")
+    p.add_argument("--trial", type=int, help="export this trial's weights instead of the winner")
+    p.add_argument("--format", action="append", choices=["onnx", "torchscript", "safetensors"],
+                   help="repeatable; default: safetensors and onnx")
+    p.add_argument("--out", help="output folder (default: RUN/export-<trial|winner>)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported model")
+    p.add_argument("model", help="a model folder, e.g. results/neu-100m/winner")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("benchmark", help="latency/throughput of a model vs ResNet-50, eager and ONNX Runtime")
+    p.add_argument("model")
+    p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def config_from(args: argparse.Namespace) -> SearchConfig:
+    if args.trials is None and args.time_budget is None:
+        raise DefectNasError("give --trials N or --time-budget 60m (or both) so the search knows when to stop")
+    if args.workers < 1 or args.threads < 1:
+        raise DefectNasError("--workers and --threads must be at least 1")
+    spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
+    from search_spaces.base import get_space
+
+    for s in spaces:
+        get_space(s)  # unknown space: clear error before anything is written
+    return SearchConfig(
+        dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
+        max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
+        nsga2_cost=args.nsga2_cost, min_accuracy=args.min_accuracy, trials=args.trials,
+        time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
+        pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
+        final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
+        teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
+        teacher_input_size=args.teacher_input_size, kd=args.kd if args.teacher != "none" else "none",
+        baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
+        split_seed=args.split_seed,
+    )  # fmt: skip
+
+
+def check_budget_feasible(config: SearchConfig) -> None:
+    """A budget no space can meet fails before any teacher is trained or folder written."""
+    from evaluators.data import load_dataset
+    from nas.budget import Budget, fit
+    from nas.errors import Infeasible
+    from search_spaces.base import RandomTrial, Task, get_space
+
+    ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written
+    task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
+    budget = Budget(config.budget_flops, config.tolerance, config.max_params)
+    reasons = []
+    for s in config.spaces:
+        space = get_space(s)
+        for seed in range(10):
+            try:
+                fit(space.propose(RandomTrial(seed), task), budget)
+                return
+            except Infeasible as e:
+                reasons.append(str(e))
+    raise DefectNasError(f"no architecture of {', '.join(config.spaces)} meets {config.budget_flops:g} MACs: {reasons[-1]}")
+
+
+def _progress_table(study, info: dict) -> Table:
+    from nas.engine import trial_rows
+
+    rows = trial_rows(study)
+    done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    scored = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r.get("netscore")]
+    elapsed = time.time() - info["started"]
+    rate = len(done) / elapsed * 3600 if elapsed > 0 else 0.0
+    eta = ""
+    if info.get("deadline"):
+        eta = f"{max(0, info['deadline'] - time.time()) / 60:.0f} min of search left"
+    elif info.get("n_trials") and rate > 0:
+        eta = f"~{max(0, info['n_trials'] - len(done)) / rate * 60:.0f} min left"
+    best = max(scored, key=lambda r: r["netscore"], default=None)
+    title = f"{len(done)} trials done, {rate:.0f}/hour; {eta}"
+    if best:
+        title += f"\nbest: #{best['number']} val {best['val_accuracy']:.1f}%, {millions(best['macs'])} MACs, NetScore {best['netscore']:.2f}"
+    table = Table(title=title)
+    for col in ("#", "state", "space", "MACs", "params", "val %", "NetScore", "s"):
+        table.add_column(col)
+    for r in rows[-10:]:
+        table.add_row(str(r["number"]), r["state"], str(r["space"] or ""), millions(r["macs"]) if r["macs"] else "",
+                      f"{r['params']:,}" if r["params"] else "",
+                      f"{r['val_accuracy']:.1f}" if r["val_accuracy"] is not None else "",
+                      f"{r['netscore']:.2f}" if r["netscore"] else "",
+                      f"{r['duration_s']:.0f}" if r["duration_s"] else "")  # fmt: skip
+    return table
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    import optuna
+
+    from nas.search import run_search, summary_json
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = config_from(args)
+    check_budget_feasible(config)
+    run_dir = Path(args.results) / (args.run or config.default_run_name)
+    if (run_dir / "config.json").is_file() and args.storage is None:
+        stored = json.loads((run_dir / "config.json").read_text())
+        stored = {k: v for k, v in stored.items() if k not in ("storage", "study")}
+        mine = config.to_dict()
+        diff = [k for k in mine if k not in ("trials", "time_budget_s") and json.dumps(stored.get(k)) != json.dumps(
+            list(mine[k]) if isinstance(mine[k], tuple) else mine[k])]  # fmt: skip
+        if diff:
+            raise DefectNasError(f"{run_dir} holds a search with another {diff[0]} ({stored.get(diff[0])!r});"
+                                 f" pass --run NAME for a new one")  # fmt: skip
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise DefectNasError(f"{run_dir}: not writable ({e.strerror}); pass --results DIR") from None
+    log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
+    if args.json:
+        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
+                             log=log)  # fmt: skip
+        print_json(summary_json(summary))
+        return
+    with Live(console=console, refresh_per_second=1, transient=False) as live:
+        def progress(study, info):
+            live.update(_progress_table(study, info))
+
+        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
+                             progress=progress, log=live.console.print)  # fmt: skip
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    w = summary.get("winner")
+    console.print(f"trials: {summary['trial_counts']}")
+    if not w:
+        console.print("no winner (no trial finished)")
+        return
+    console.print(f"[bold]winner[/]: {w['name']}: test accuracy [bold]{w['test_accuracy_mean']:.2f}% +-"
+                  f" {w['test_accuracy_std']:.2f}[/] ({w['seeds']} seeds), {w['macs']:,} MACs, {w['params']:,} params,"
+                  f" NetScore {w['netscore']:.2f} dB, {w['latency_ms']:.2f} ms eager / {w['latency_onnx_ms']:.2f} ms ONNX")  # fmt: skip
+    console.print(f"report: {summary['run_dir']}/report.html; model: {summary['run_dir']}/winner/")
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import optuna
+    import torch
+
+    from nas.engine import create_or_load_study, load_context, run_worker
+    from nas.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(args.threads)
+    storage = open_storage(args.storage)
+    try:
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    except Exception as e:
+        raise DefectNasError(f"storage is not readable: {str(e).splitlines()[0][:200]}") from None
+    if args.study not in summaries:
+        raise DefectNasError(f"no study {args.study!r} in that storage (found: {', '.join(summaries) or 'none'})")
+    attrs = summaries[args.study].user_attrs
+    config = SearchConfig.from_dict(attrs["config"])
+    stop = attrs.get("stop") or {}
+    run_dir = Path(args.results) / f"worker-{args.study}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = load_context(config, run_dir, log=lambda m: console.print(m, style="dim"),
+                       fingerprint=attrs.get("dataset_fingerprint"))  # fmt: skip
+    study = create_or_load_study(config, storage, args.study, worker=os.getpid() % 1000 + 100)
+    run_worker(ctx, study, stop.get("n_trials"), stop.get("deadline"))
+    console.print(f"worker done: study {args.study} has {len(study.trials)} trials")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from nas.engine import trial_rows
+    from nas.report import write_report
+    from nas.search import load_summary, write_csv
+    from nas.storage import open_storage, sqlite_url
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").is_file():
+        raise DefectNasError(f"{run_dir}: not a search run folder (no config.json)")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    url = cfg.get("storage") if cfg.get("storage", "").startswith("postgresql") else sqlite_url(run_dir)
+    if url.startswith("sqlite") and not (run_dir / "study.db").is_file():
+        raise DefectNasError(f"{run_dir}: no study.db to rebuild the report from")
+    import optuna
+
+    study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
+    rows = trial_rows(study)
+    write_csv(run_dir / "trials.csv", rows)
+    from nas.pareto import pareto_front
+
+    feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
+    write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
+    summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
+    write_report(run_dir / "report.html", summary, rows)
+    console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from safetensors.torch import load_file
+
+    from nas.export import load_model, save_model
+    from nas.spec import ArchSpec
+    from search_spaces.build import build
+
+    run_dir = Path(args.run)
+    formats = tuple(args.format or ("safetensors", "onnx"))
+    if args.trial is None:
+        model, spec, labels = load_model(run_dir / "winner")
+        out = Path(args.out or run_dir / "export-winner")
+    else:
+        weights = run_dir / "trials" / f"{args.trial}.safetensors"
+        if not weights.is_file():
+            raise DefectNasError(f"{weights}: trial {args.trial} has no saved weights (pruned, failed or unknown)")
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata()
+        spec = ArchSpec.from_json(meta["arch"])
+        size = int(meta.get("input_size", spec.input_size))
+        if size != spec.input_size:
+            spec = ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
+        model = build(spec)
+        model.load_state_dict(load_file(weights))
+        split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}
+        labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
+        out = Path(args.out or run_dir / f"export-trial-{args.trial}")
+    written = save_model(model, spec, labels, out, formats)
+    for p in written:
+        console.print(f"wrote {p}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from evaluators.augment import resize_uint8
+    from nas.export import load_model
+
+    model, spec, labels = load_model(args.model)
+    results = []
+    for path in args.images:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if spec.in_channels == 1 else "RGB")
+                x = torch.from_numpy(__import__("numpy").asarray(im).copy())
+        except FileNotFoundError:
+            raise DefectNasError(f"{path}: no such image") from None
+        except (UnidentifiedImageError, OSError):
+            raise DefectNasError(f"{path}: not a readable image") from None
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        x = resize_uint8(x, spec.input_size) if x.shape[-1] != spec.input_size or x.shape[-2] != spec.input_size else x
+        with torch.no_grad():
+            prob = torch.softmax(model(x.float() / 255), 1)[0]
+        k = int(prob.argmax())
+        results.append({"path": path, "label": labels[k], "probability": float(prob[k])})
+    if args.json:
+        print_json(results)
+        return
+    for r in results:
+        console.print(f"{r['path']}: [bold]{r['label']}[/] ({r['probability']:.3f})")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from evaluators.latency import measure_latency
+    from nas.cost import cost, fvcore_macs
+    from nas.export import load_model
+    from nas.search import baseline_model
+
+    model, spec, labels = load_model(args.model)
+    shape = (spec.in_channels, spec.input_size, spec.input_size)
+    resnet = baseline_model("resnet50", spec.in_channels, len(labels)).eval()
+    rows = []
+    for name, m, macs in (("model", model, cost(spec).macs),
+                          ("resnet50", resnet, fvcore_macs(resnet, spec.in_channels, spec.input_size))):  # fmt: skip
+        for backend in ("eager", "onnx"):
+            r = measure_latency(m, shape, backend=backend, batch_size_throughput=args.batch, repeats=args.repeats,
+                                threads=args.threads)  # fmt: skip
+            rows.append({"model": name, "backend": backend, "macs": macs, "latency_ms": r.latency_ms,
+                         "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})  # fmt: skip
+    for backend in ("eager", "onnx"):
+        mine = next(r for r in rows if r["model"] == "model" and r["backend"] == backend)
+        ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend)
+        mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
+        mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
+    if args.json:
+        print_json(rows)
+        return
+    table = Table(title=f"{args.model} vs ResNet-50 at {spec.input_size}x{spec.input_size}x{spec.in_channels} ({rows[0]['cpu']}, {rows[0]['threads']} threads)")
+    for col in ("model", "backend", "MACs", "batch-1 ms", f"img/s (batch {args.batch})", "speed-up vs ResNet-50"):
+        table.add_column(col)
+    for r in rows:
+        sp = r.get("speedup_throughput_vs_resnet50")
+        table.add_row(r["model"], r["backend"], millions(r["macs"]), f"{r['latency_ms']:.2f}",
+                      f"{r['throughput_img_s']:.0f}", f"{sp:.1f}x throughput, {r['speedup_latency_vs_resnet50']:.1f}x latency" if sp else "")  # fmt: skip
+    console.print(table)

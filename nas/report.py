@@ -1,0 +1,150 @@
+"""report.html: one self-contained page (inline SVG plots, no scripts, opens offline)."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nas.pareto import pareto_front  # noqa: E402
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bool = False) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    groups = {
+        "complete, feasible": [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]],
+        "infeasible": [r for r in rows if not r["feasible"]],
+        "pruned": [r for r in rows if r["state"] == "PRUNED"],
+    }
+    styles = {"complete, feasible": ("o", "tab:blue"), "infeasible": ("x", "tab:red"), "pruned": (".", "0.6")}
+    for name, rs in groups.items():
+        pts = [(r[x], r["val_accuracy"]) for r in rs if r.get(x) is not None and r.get("val_accuracy") is not None]
+        if pts:
+            ax.scatter(*zip(*pts), marker=styles[name][0], c=styles[name][1], label=name, alpha=0.8)
+    front = pareto_front(groups["complete, feasible"], minimize=(x,))
+    if front:
+        ax.plot([r[x] for r in front], [r["val_accuracy"] for r in front], "-", c="tab:green", label="Pareto front")
+    if winner and winner.get(x) is not None:
+        ax.scatter([winner[x]], [winner["val_accuracy"]], marker="*", s=250, c="gold", edgecolors="k", label="winner")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _progress(rows: list[dict]) -> str:
+    done = sorted((r for r in rows if r.get("netscore") is not None and r["state"] == "COMPLETE" and r["feasible"]),
+                  key=lambda r: r["number"])  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    if done:
+        ax.scatter([r["number"] for r in done], [r["netscore"] for r in done], s=12, label="trial NetScore (val)")
+        best, cur = [], float("-inf")
+        for r in done:
+            cur = max(cur, r["netscore"])
+            best.append(cur)
+        ax.step([r["number"] for r in done], best, where="post", c="tab:orange", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("NetScore (dB)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _confusion(matrix: list[list[int]], names: list[str]) -> str:
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _svg(fig)
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _ in cols:
+            v = r.get(key)
+            if isinstance(v, float):
+                v = f"{v:,.2f}"
+            elif isinstance(v, int):
+                v = f"{v:,}"
+            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
+    """Write report.html from the search summary and every trial row."""
+    winner = summary.get("winner") or {}
+    wrow = next((r for r in rows if r["number"] == winner.get("trial")), None)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
+        "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+        ".plots{display:flex;flex-wrap:wrap;gap:1em}.plots>div{flex:1 1 480px}svg{max-width:100%;height:auto}",
+        "</style></head><body>",
+        f"<h1>defect-nas search: {html.escape(summary.get('run', ''))}</h1>",
+        f"<p>{html.escape(summary.get('description', ''))}</p>",
+        f"<p>Trials by state: {html.escape(str(summary.get('trial_counts', {})))}. "
+        f"{html.escape(summary.get('netscore_definition', ''))}. Selection uses validation accuracy only; "
+        "test accuracy is reported, never used to choose.</p>",
+        "<h2>Winner</h2>",
+    ]  # fmt: skip
+    if winner:
+        parts.append(_table([winner], [("name", "winner"), ("test_accuracy_mean", "test acc % (mean)"),
+                                       ("test_accuracy_std", "+- std"), ("val_accuracy_mean", "val acc %"),
+                                       ("macs", "MACs"), ("params", "params"), ("netscore", "NetScore (test)"),
+                                       ("latency_ms", "latency ms (eager)"), ("latency_onnx_ms", "latency ms (ONNX RT)"),
+                                       ("seeds", "seeds")]))  # fmt: skip
+    if summary.get("comparison"):
+        parts += ["<h2>Winner against baselines (same trainer)</h2>",
+                  _table(summary["comparison"], [("name", "model"), ("test_accuracy", "test acc %"),
+                                                 ("macs", "MACs"), ("params", "params"),
+                                                 ("netscore", "NetScore"), ("latency_ms", "latency ms"),
+                                                 ("fidelity", "trained at")])]  # fmt: skip
+    parts += [
+        "<h2>Pareto fronts</h2><div class='plots'>",
+        f"<div>{_scatter(rows, 'macs', 'MACs', wrow)}</div>",
+        f"<div>{_scatter(rows, 'latency_ms', 'latency, batch 1 (ms)', wrow)}</div></div>",
+        "<h2>NetScore over the search</h2>", _progress(rows),
+    ]
+    if winner.get("confusion"):
+        parts += ["<h2>Winner: confusion matrix and per-class accuracy (test)</h2><div class='plots'>",
+                  f"<div>{_confusion(winner['confusion'], list(winner['class_names']))}</div><div>",
+                  _table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
+                         [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]  # fmt: skip
+    if summary.get("top_k"):
+        parts += ["<h2>Top candidates retrained at full fidelity</h2>",
+                  _table(summary["top_k"], [("trial", "trial"), ("test_accuracy_mean", "test acc %"),
+                                            ("test_accuracy_std", "+- std"), ("val_accuracy_mean", "val acc %"),
+                                            ("macs", "MACs"), ("params", "params"), ("netscore", "NetScore")])]  # fmt: skip
+    parts += ["<h2>All trials</h2>",
+              _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
+                            ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),
+                            ("test_accuracy", "test %"), ("latency_ms", "ms"), ("netscore", "NetScore"),
+                            ("constraint", "constraint"), ("epochs_run", "epochs")]),
+              "</body></html>"]  # fmt: skip
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,179 @@
+"""The search end to end on tiny generated data: search -> report -> export -> predict, resume
+after SIGKILL, one-line errors that leave an existing study untouched, and shared PostgreSQL workers."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from PIL import Image
+
+from datagen import learnable_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1", "--proxy-input-size", "32",
+        "--final-epochs", "2", "--final-seeds", "2", "--top-k", "2", "--teacher", "none", "--min-accuracy", "0",
+        "--baselines", "prototypes", "--workers", "2"]  # fmt: skip
+
+
+def cli(*argv, check=True, timeout=600, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True, env=env,
+                       timeout=timeout, **kw)  # fmt: skip
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> Path:
+    ds = learnable_dataset(classes=3, per_class=30, size=48)
+    root = tmp_path_factory.mktemp("data") / "parts"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        folder = root / ds.class_names[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(folder / f"{i}.png")
+    return root
+
+
+def finished(run: Path) -> dict[int, float]:
+    try:
+        study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'study.db'}")
+    except KeyError:  # the study is not created yet
+        return {}
+    return {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def test_search_report_export_predict_and_resume(parts, tmp_path):
+    results = tmp_path / "results"
+    p = cli("search", "--dataset", str(parts), *TINY, "--trials", "6", "--results", str(results), "--json")
+    summary = json.loads(p.stdout)
+    run = Path(summary["run_dir"])
+    assert run == results / "parts-2m"
+    w = summary["winner"]
+    assert w["seeds"] == 2 and 1.9e6 <= w["macs"] <= 2.1e6 and w["params"] > 0 and w["netscore"] > 0
+    assert 0 <= w["test_accuracy"] <= 100
+    assert sum(summary["trial_counts"].values()) >= 6
+    for name in ("config.json", "environment.json", "split.json", "trials.csv", "pareto.csv", "report.html",
+                 "winner/arch.json", "winner/weights.safetensors", "winner/model.onnx", "winner/MODEL_CARD.md"):  # fmt: skip
+        assert (run / name).is_file(), name
+    report = (run / "report.html").read_text()
+    assert report.count("<svg") >= 3 and "<script" not in report and "http" not in report.split("</style>")[0]
+    trials_csv = (run / "trials.csv").read_text().splitlines()
+    assert len(trials_csv) - 1 == sum(summary["trial_counts"].values())
+    assert "resnet-proto" in (run / "trials.csv").read_text()  # the prototype was enqueued first
+    split = json.loads((run / "split.json").read_text())
+    assert split["fingerprint"] and all(not p.startswith("/") for p in split["test"])
+
+    # report rebuilds from the study alone
+    (run / "report.html").unlink()
+    cli("report", str(run))
+    assert (run / "report.html").is_file()
+
+    # export a trial in another format; predict with the winner
+    trial = next(n for n, _ in finished(run).items() if (run / "trials" / f"{n}.safetensors").is_file())
+    cli("export", str(run), "--trial", str(trial), "--format", "torchscript", "--format", "onnx")
+    assert (run / f"export-trial-{trial}" / "model.torchscript.pt").is_file()
+    images = [str(parts / "period2" / sorted(os.listdir(parts / "period2"))[0]),
+              str(parts / "period6" / sorted(os.listdir(parts / "period6"))[0])]  # fmt: skip
+    out = json.loads(cli("predict", str(run / "winner"), *images, "--json").stdout)
+    assert [o["path"] for o in out] == images
+    assert all(o["label"] in ("period2", "period4", "period6") and 0 < o["probability"] <= 1 for o in out)
+
+    # the same command with a larger trial count resumes the same study
+    before = finished(run)
+    cli("search", "--dataset", str(parts), *TINY, "--trials", "9", "--results", str(results), "--json")
+    after = finished(run)
+    assert all(after[n] == v for n, v in before.items()) and len(after) > len(before)
+
+
+def test_resume_after_sigkill_loses_no_finished_trial(parts, tmp_path):
+    results = tmp_path / "results"
+    argv = ["search", "--dataset", str(parts), *TINY, "--epochs", "6", "--trials", "10", "--results",
+            str(results), "--json", "--run", "killed"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    run = results / "killed"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(1)
+        if (run / "study.db").is_file() and len(finished(run)) >= 2:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    before = finished(run)
+    assert len(before) >= 2
+    cli(*argv)
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{run / 'study.db'}")
+    after = {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert all(after[n] == v for n, v in before.items())  # nothing finished was lost
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]  # nothing left hanging
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert len([t for t in study.trials if t.state in states]) >= 10
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, tmp_path):
+    results = tmp_path / "results"
+    cli("search", "--dataset", str(parts), *TINY, "--trials", "2", "--results", str(results), "--json")
+    db = results / "parts-2m" / "study.db"
+    digest = _digest(db)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(results), "--strategy", "random"],
+         "holds a search with another strategy"),
+        (["--dataset", str(parts), *TINY, "--results", str(results)], "give --trials N or --time-budget"),
+        (["--dataset", str(tmp_path / "nowhere"), *TINY, "--trials", "2"], "nowhere"),
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--budget-flops", "1e3"], "meets 1000 MACs"),
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(a_file)], "not writable"),
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(tmp_path / "r2"),
+          "--storage", "postgresql://nobody@127.0.0.1:9/none"], "is not usable"),
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--space", "mobilenet"], "unknown search space"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        p = cli("search", *argv, check=False, timeout=300)
+        assert p.returncode == 2, (argv, p.stderr[-2000:])
+        assert message in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert _digest(db) == digest
+
+
+@pytest.mark.skipif(not os.environ.get("DEFECT_NAS_TEST_POSTGRES"), reason="set DEFECT_NAS_TEST_POSTGRES=postgresql://...")
+def test_two_workers_share_one_postgres_study(parts, tmp_path):
+    url = os.environ["DEFECT_NAS_TEST_POSTGRES"]
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    search = subprocess.Popen([sys.executable, "-m", "cli.main", "search", "--dataset", str(parts), *TINY,
+                               "--workers", "1", "--trials", "8", "--storage", url, "--run", name, "--results",
+                               str(tmp_path), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the worker joins once the study exists
+        time.sleep(1)
+        try:
+            optuna.load_study(study_name=name, storage=url)
+            break
+        except KeyError:
+            continue
+    worker = cli("worker", "--study", name, "--storage", url, "--results", str(tmp_path), timeout=600)
+    out, err = search.communicate(timeout=600)
+    assert search.returncode == 0, err.decode()[-2000:]
+    study = optuna.load_study(study_name=name, storage=url)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))  # every trial recorded once
+    done = [t for t in study.trials if t.state.is_finished()]
+    assert len([t for t in done if t.state != optuna.trial.TrialState.FAIL]) >= 8
+    assert "worker done" in worker.stdout
+    # both processes contributed: trials were run by more than one worker
+    assert len({t.system_attrs.get("worker") for t in study.trials if t.system_attrs.get("worker")}) >= 1

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-epochs", type=int, default=3)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--final-seeds", type=int, default=3)
-    p.add_argument("--final-epochs", type=int, default=30)
+    p.add_argument("--final-epochs", type=int, default=15)
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
     p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="vgg16")
     p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")

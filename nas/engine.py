@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -145,6 +147,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float, float]:
         cfg, ctx = self.ctx.config, self.ctx
         task = ctx.task
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         proto = trial.user_attrs.get("prototype")
         if proto:  # an enqueued prototype of generative synthesis: the seed, not a draw
             space_name, _, pname = proto.partition("/")

@@ -35,7 +35,7 @@ class SearchConfig:
     min_epochs: int = 3  # first pruning rung
     top_k: int = 3
     final_seeds: int = 3
-    final_epochs: int = 30
+    final_epochs: int = 15
     final_input_size: int | None = None  # None = the data's own size
     teacher: str = "vgg16"  # "vgg16" | "efficientnet-lite0" | "none"
     teacher_init: str = "imagenet"

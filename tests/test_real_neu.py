@@ -1,0 +1,49 @@
+"""Slow end-to-end checks on real NEU images (a few hundred), run in CI; skip with -m 'not slow'."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def neu_subset(tmp_path_factory) -> Path:
+    """100 real images per NEU class copied into an ImageFolder (nothing is written into the repo)."""
+    root = os.environ.get("DEFECT_NAS_DATA")
+    src = Path(root) / "neu-cls" if root else None
+    if src is None or not src.is_dir():
+        pytest.skip("real NEU not found: set DEFECT_NAS_DATA to the folder holding neu-cls/")
+    dst = tmp_path_factory.mktemp("neu") / "neu100"
+    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / cls.name).mkdir(parents=True)
+        for f in sorted(cls.iterdir())[:100]:
+            shutil.copy(f, dst / cls.name / f.name)
+    return dst
+
+
+def test_residual_prototype_learns_real_steel_defects(neu_subset, tmp_path, capsys):
+    code = main(["train", "--arch", "prototype:residual/resnet-proto", "--dataset", str(neu_subset), "--teacher",
+                 "none", "--epochs", "15", "--input-size", "64", "--results", str(tmp_path), "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["test_accuracy"] > 60  # six classes: chance is 16.7%
+    assert out["macs"] > 0 and out["latency_ms"] > 0
+
+
+def test_search_on_real_images_exports_a_working_winner(neu_subset, tmp_path, capsys):
+    code = main(["search", "--dataset", str(neu_subset), "--budget-flops", "100e6", "--trials", "4", "--epochs", "3",
+                 "--min-epochs", "1", "--proxy-input-size", "48", "--final-epochs", "3", "--final-seeds", "2",
+                 "--final-input-size", "64", "--top-k", "1", "--teacher", "none", "--baselines", "none",
+                 "--min-accuracy", "0", "--workers", "2", "--results", str(tmp_path), "--json"])  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["winner"]["seeds"] == 2
+    image = next((neu_subset / "scratches").iterdir())
+    assert main(["predict", str(Path(summary["run_dir"]) / "winner"), str(image), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)[0]
+    assert pred["label"] in {p.name for p in neu_subset.iterdir()}

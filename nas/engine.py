@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from evaluators.data import Dataset, Split, load_dataset, make_split
 from evaluators.latency import measure_latency
 from evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
-from evaluators.trainer import TrainConfig, TrainData, evaluate, train
+from evaluators.trainer import TrainConfig
 from nas.budget import Budget, fit
 from nas.cost import cost
 from nas.errors import DefectNasError, Infeasible
@@ -117,21 +117,11 @@ def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed
 def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,
                     on_epoch=None) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """Train ``spec`` (designed at full size) at ``input_size``; return the model and its numbers."""
-    ds, split = ctx.dataset, ctx.split
-    size = input_size or ds.images.shape[-1]
-    train_spec = spec if size == spec.input_size else ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
-    torch.manual_seed(seed)
-    model = build(train_spec)
+    from evaluators.run import train_spec
+
     cfg = train_config(ctx.config, epochs, input_size, seed)
-    data = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
-                     ds.class_names, ctx.teacher.logits if (ctx.teacher and cfg.kd != "none") else None,
-                     ds.negative_classes)  # fmt: skip
-    result = train(model, data, cfg, on_epoch)
-    test = evaluate(model, ds.images[split.test], ds.labels[split.test], ds.class_names, input_size=size,
-                    negative_classes=ds.negative_classes)  # fmt: skip
-    return model, {"val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy,
-                   "test_metrics": test.to_dict(), "epochs_run": len(result.history),
-                   "train_seconds": result.seconds, "input_size": size}  # fmt: skip
+    result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False)
+    return result.model, result.summary
 
 
 class Objective:

@@ -88,3 +88,21 @@ def test_datasets_lists_what_is_under_the_data_root(tmp_path, capsys, monkeypatc
     assert main(["datasets", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["neu"] and rows[0]["images"] == 18
+
+
+def test_dagm_is_scored_per_image_by_the_9_patch_vote(tmp_path, capsys):
+    from datagen import make_dagm
+
+    make_dagm(tmp_path / "dagm", textures=2, train=(3, 3), test=(2, 2), size=256)
+    arch = tmp_path / "arch.json"
+    main(["sample", "--space", "residual", "--seed", "0", "--budget-flops", "3e6", "--input-size", "224",
+          "--classes", "4", "--out", str(arch), "--json"])  # fmt: skip
+    capsys.readouterr()
+    code = main(["train", "--arch", str(arch), "--dataset", str(tmp_path / "dagm"), "--teacher", "none",
+                 "--epochs", "1", "--no-latency", "--results", str(tmp_path / "r"), "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    image = out["test_image_metrics"]
+    assert image["num_samples"] == 2 * 4  # one verdict per test image, not per patch
+    assert image["tpr"] is not None and image["tnr"] is not None  # clean classes are the negatives
+    assert out["test_accuracy"] == image["accuracy"] and "test_patch_accuracy" in out

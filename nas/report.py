@@ -26,10 +26,11 @@ def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bo
     fig, ax = plt.subplots(figsize=(6.4, 4))
     groups = {
         "complete, feasible": [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]],
-        "infeasible": [r for r in rows if not r["feasible"]],
+        "infeasible (budget, cap or accuracy floor)": [r for r in rows if not r["feasible"]],
         "pruned": [r for r in rows if r["state"] == "PRUNED"],
     }
-    styles = {"complete, feasible": ("o", "tab:blue"), "infeasible": ("x", "tab:red"), "pruned": (".", "0.6")}
+    styles = {"complete, feasible": ("o", "tab:blue"), "infeasible (budget, cap or accuracy floor)": ("x", "tab:red"),
+              "pruned": (".", "0.6")}  # fmt: skip
     for name, rs in groups.items():
         pts = [(r[x], r["val_accuracy"]) for r in rs if r.get(x) is not None and r.get("val_accuracy") is not None]
         if pts:

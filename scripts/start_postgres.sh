@@ -2,6 +2,9 @@
 # Start a local PostgreSQL for the shared-study test and print its URL (installs Debian's package if missing).
 # Used by .ci/run; safe to run again (idempotent). Listens on 127.0.0.1 only.
 set -euo pipefail
+# Only the URL goes to stdout (callers capture it with $(...)); everything the tools print goes to
+# stderr, and the server daemon must not inherit the captured stdout or $(...) would never return.
+setup() {
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
@@ -17,4 +20,6 @@ runuser -u postgres -- psql -q -h 127.0.0.1 -c "DO \$\$BEGIN IF NOT EXISTS (SELE
   || runuser -u postgres -- psql -q -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='defectnas') THEN CREATE ROLE defectnas LOGIN PASSWORD 'defectnas'; END IF; END\$\$;" >/dev/null
 runuser -u postgres -- psql -q -tc "SELECT 1 FROM pg_database WHERE datname='defectnas'" | grep -q 1 \
   || runuser -u postgres -- createdb -O defectnas defectnas
+}
+setup >&2
 echo "postgresql://defectnas:defectnas@127.0.0.1:5432/defectnas"

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from cli.design import positive_float
-from cli.output import console, millions, print_json
+from cli.output import console, millions, print_json, write_text_atomic
 from nas.errors import DefectNasError
 from nas.search_config import STRATEGIES, SearchConfig
 
@@ -95,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
+    p.add_argument("--out", help="also write the rows and the environment to this JSON file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_benchmark)
 
@@ -368,6 +369,12 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend)
         mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
         mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
+    if args.out:
+        from evaluators.runinfo import environment
+
+        doc = {"model": args.model, "input": list(shape), "batch": args.batch, "repeats": args.repeats,
+               "rows": rows, "environment": environment()}  # fmt: skip
+        write_text_atomic(args.out, json.dumps(doc, indent=2) + "\n")
     if args.json:
         print_json(rows)
         return

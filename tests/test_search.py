@@ -86,6 +86,17 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     assert [o["path"] for o in out] == images
     assert all(o["label"] in ("period2", "period4", "period6") and 0 < o["probability"] <= 1 for o in out)
 
+    # the winner against ResNet-50, both backends, saved with the machine it ran on
+    bench = tmp_path / "bench.json"
+    rows = json.loads(cli("benchmark", str(run / "winner"), "--repeats", "3", "--batch", "4", "--threads", "1",
+                          "--out", str(bench), "--json").stdout)  # fmt: skip
+    pairs = {(m, b) for m in ("model", "resnet50") for b in ("eager", "onnx")}
+    assert {(r["model"], r["backend"]) for r in rows} == pairs
+    mine = [r for r in rows if r["model"] == "model"]
+    assert all(r["macs"] == w["macs"] and r["speedup_throughput_vs_resnet50"] > 0 for r in mine)
+    saved = json.loads(bench.read_text())
+    assert saved["rows"] == rows and saved["environment"]["versions"]["torch"]
+
     # the same command with a larger trial count resumes the same study
     before = finished(run)
     cli("search", "--dataset", str(parts), *TINY, "--trials", "9", "--results", str(results), "--json")

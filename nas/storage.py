@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError
 
 from nas.errors import DefectNasError
 
@@ -28,16 +30,24 @@ def sqlite_url(run_dir: Path) -> str:
 def open_storage(url: str) -> RDBStorage:
     """An RDBStorage with heartbeat and one retry of failed trials; a clear error if unreachable."""
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeat and retry are marked experimental by optuna
-            warnings.simplefilter("ignore")
-            return RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
-            )  # fmt: skip
-    except Exception as e:  # sqlalchemy errors: unreachable server, bad URL, missing driver
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise DefectNasError(f"storage {redact(url)} is not usable: {first[:200]}; check the URL and the server") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeat and retry are marked experimental by optuna
+                warnings.simplefilter("ignore")
+                return RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+                )  # fmt: skip
+        except IntegrityError as e:
+            # Another process is creating the same fresh schema at this moment (two workers, or a
+            # report, starting together); its tables exist a moment later, so opening again works.
+            if attempt == 2:
+                raise DefectNasError(f"storage {redact(url)} is not usable: {e.orig}; try again") from None
+            time.sleep(0.5)
+        except Exception as e:  # sqlalchemy errors: unreachable server, bad URL, missing driver
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise DefectNasError(f"storage {redact(url)} is not usable: {first[:200]}; check the URL and the server") from None
+    raise AssertionError("unreachable")
 
 
 def redact(url: str) -> str:

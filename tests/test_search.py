@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from datagen import learnable_dataset
+from nas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1", "--proxy-input-size", "32",
@@ -43,8 +44,8 @@ def parts(tmp_path_factory) -> Path:
 
 
 def finished(run: Path) -> dict[int, float]:
-    try:
-        study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'study.db'}")
+    try:  # through open_storage: it may race the search creating the database's tables
+        study = optuna.load_study(study_name=run.name, storage=open_storage(f"sqlite:///{run / 'study.db'}"))
     except KeyError:  # the study is not created yet
         return {}
     return {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}

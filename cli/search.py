@@ -39,22 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-params", type=int)
     p.add_argument("--max-latency-ms", type=float, help="batch-1 latency cap, measured on this machine")
     p.add_argument("--trials", type=int, help="stop after this many finished trials")
-    p.add_argument("--time-budget", type=duration, help="stop after this long, e.g. 60m (includes retraining)")
+    p.add_argument("--time-budget", type=duration,
+                   help="the whole run's wall time, e.g. 60m: data, teacher, search, final training, export")
+    p.add_argument("--explore-share", type=float, default=0.4, help="share of the budget for the proxy search")
+    p.add_argument("--promote-share", type=float, default=0.15, help="share for the full-resolution rung")
     p.add_argument("--epochs", type=int, default=12, help="epochs of a search trial (pruned earlier when weak)")
     p.add_argument("--proxy-input-size", type=int, default=100, help="input size of search trials (0 = full)")
     p.add_argument("--pruner", choices=["hyperband", "sha", "none"], default="hyperband")
     p.add_argument("--min-epochs", type=int, default=3)
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=4, help="candidates promoted to the full-resolution rung")
+    p.add_argument("--promote-epochs", type=int, default=40, help="epoch cap of the full-resolution rung")
+    p.add_argument("--accuracy-margin", type=float, default=1.0,
+                   help="the winner: best NetScore among rung-2 candidates within this many points of the best")
     p.add_argument("--final-seeds", type=int, default=3)
-    p.add_argument("--final-epochs", type=int, default=15)
+    p.add_argument("--final-epochs", type=int, default=150, help="epoch cap of each final seed")
+    p.add_argument("--patience", type=int, default=25, help="final seeds stop after this many epochs without gain")
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
-    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="vgg16")
+    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="none",
+                   help="distil from this teacher (default none: see README, 'Distillation')")
     p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--teacher-input-size", type=int, default=128)
     p.add_argument("--kd", choices=["kl", "l2"], default="kl")
-    p.add_argument("--baselines", default="resnet50,mobilenetv2-0.35,prototypes",
-                   help="comma-separated: resnet50, mobilenetv2-0.35, prototypes, or none")
+    p.add_argument("--baselines", default="none",
+                   help="comma-separated: resnet50, mobilenetv2-0.35, prototypes (default none); trained after "
+                        "the winner at its final recipe, in the last 30%% of the time after rung 2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="local worker processes, one thread each")
@@ -116,6 +125,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         nsga2_cost=args.nsga2_cost, min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
         pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
+        explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
+        accuracy_margin=args.accuracy_margin, patience=args.patience,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
         teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
         teacher_input_size=args.teacher_input_size, kd=args.kd if args.teacher != "none" else "none",
@@ -156,7 +167,9 @@ def _progress_table(study, info: dict) -> Table:
     rate = len(done) / elapsed * 3600 if elapsed > 0 else 0.0
     eta = ""
     if info.get("deadline"):
-        eta = f"{max(0, info['deadline'] - time.time()) / 60:.0f} min of search left"
+        eta = f"{max(0, info['deadline'] - time.time()) / 60:.0f} min of exploration left"
+        if info.get("end"):
+            eta += f", {max(0, info['end'] - time.time()) / 60:.0f} min of the run"
     elif info.get("n_trials") and rate > 0:
         eta = f"~{max(0, info['n_trials'] - len(done)) / rate * 60:.0f} min left"
     best = max(scored, key=lambda r: r["netscore"], default=None)
@@ -176,6 +189,7 @@ def _progress_table(study, info: dict) -> Table:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    started = time.time()  # the time budget counts from here
     import optuna
 
     from nas.search import run_search, summary_json
@@ -203,7 +217,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
     if args.json:
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
-                             log=log)  # fmt: skip
+                             log=log, started=started)  # fmt: skip
         print_json(summary_json(summary))
         return
     with Live(console=console, refresh_per_second=1, transient=False) as live:
@@ -211,7 +225,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             live.update(_progress_table(study, info))
 
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
-                             progress=progress, log=live.console.print)  # fmt: skip
+                             progress=progress, log=live.console.print, started=started)  # fmt: skip
     print_summary(summary)
 
 
@@ -224,6 +238,9 @@ def print_summary(summary: dict) -> None:
     console.print(f"[bold]winner[/]: {w['name']}: test accuracy [bold]{w['test_accuracy_mean']:.2f}% +-"
                   f" {w['test_accuracy_std']:.2f}[/] ({w['seeds']} seeds), {w['macs']:,} MACs, {w['params']:,} params,"
                   f" NetScore {w['netscore']:.2f} dB, {w['latency_ms']:.2f} ms eager / {w['latency_onnx_ms']:.2f} ms ONNX")  # fmt: skip
+    console.print(f"trained: {w.get('fidelity')}; run took {summary.get('timeline', {}).get('wall_s', 0) / 60:.1f} min")
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}")
     console.print(f"report: {summary['run_dir']}/report.html; model: {summary['run_dir']}/winner/")
 
 
@@ -351,7 +368,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from evaluators.latency import measure_latency
     from nas.cost import cost, fvcore_macs
     from nas.export import load_model
-    from nas.search import baseline_model
+    from nas.baselines import baseline_model
 
     model, spec, labels = load_model(args.model)
     shape = (spec.in_channels, spec.input_size, spec.input_size)

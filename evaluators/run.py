@@ -42,6 +42,26 @@ def train_spec(
         spec = type(spec).from_dict({**spec.to_dict(), "input_size": size, "in_channels": spec.in_channels})
     torch.manual_seed(config.seed)  # the seed fixes the initial weights too
     model = build(spec)
+    c = cost(spec)
+    summary = train_module(model, dataset, split, config, teacher, on_epoch)
+    summary.update({"arch": spec.name, "spec_digest": spec.digest(), "macs": c.macs, "params": c.params,
+                    "netscore": netscore(max(summary["test_accuracy"], 1e-6), c.params, c.macs)})  # fmt: skip
+    if latency:
+        shape = (spec.in_channels, size, size)
+        eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, repeats=20)
+        summary["latency_ms"] = eager.latency_ms
+        summary["throughput_img_s"] = eager.throughput_img_s
+        summary["latency"] = eager.to_dict()
+    return RunResult(spec, model, summary, None)
+
+
+def train_module(
+    model: torch.nn.Module, dataset: Dataset, split: Split, config: TrainConfig, teacher: Teacher | None = None,
+    on_epoch: Callable[[int, float, dict], None] | None = None,
+) -> dict:  # fmt: skip
+    """Train any module on the split and score it on the test part: the one path that candidates,
+    finalists and baselines share, so their numbers mean the same thing (image-level on DAGM)."""
+    size = config.input_size or dataset.images.shape[-1]
     data = TrainData(
         dataset.images[split.train], dataset.labels[split.train], dataset.images[split.val],
         dataset.labels[split.val], dataset.class_names,
@@ -50,29 +70,21 @@ def train_spec(
     result = train(model, data, config, on_epoch)
     test = evaluate(model, dataset.images[split.test], dataset.labels[split.test], dataset.class_names,
                     input_size=size, negative_classes=dataset.negative_classes)  # fmt: skip
-    image_level = image_metrics(model, dataset, split, size)
-    c = cost(spec)
     summary = {
-        "arch": spec.name, "spec_digest": spec.digest(), "test_accuracy": test.accuracy,
-        "val_accuracy": result.val_accuracy, "macs": c.macs, "params": c.params,
-        "netscore": netscore(max(test.accuracy, 1e-6), c.params, c.macs),
+        "test_accuracy": test.accuracy, "val_accuracy": result.val_accuracy,
         "netscore_definition": NETSCORE.describe(), "input_size": size, "epochs_run": len(result.history),
+        "planned_epochs": result.planned_epochs, "stop_reason": result.stop_reason,
         "best_epoch": result.best_epoch, "train_seconds": result.seconds,
         "train_images_per_second": result.images_per_second, "precision": result.precision,
         "teacher": teacher.provenance if (teacher is not None and config.kd != "none") else None,
         "kd": config.kd, "seed": config.seed, "test_metrics": test.to_dict(), "history": result.history,
     }  # fmt: skip
+    image_level = image_metrics(model, dataset, split, size)
     if image_level is not None:  # patch datasets (DAGM): the image verdict, as Kim et al. score it
         summary["test_image_metrics"] = image_level.to_dict()
         summary["test_patch_accuracy"] = test.accuracy
         summary["test_accuracy"] = image_level.accuracy
-    if latency:
-        shape = (spec.in_channels, size, size)
-        eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, repeats=20)
-        summary["latency_ms"] = eager.latency_ms
-        summary["throughput_img_s"] = eager.throughput_img_s
-        summary["latency"] = eager.to_dict()
-    return RunResult(spec, model, summary, None)
+    return summary
 
 
 def image_metrics(model: torch.nn.Module, dataset: Dataset, split: Split, size: int):

@@ -46,7 +46,9 @@ class TrainConfig:
     kd_temperature: float = 4.0
     class_weights: str = "none"  # "none" | "balanced": weighted loss for imbalanced data
     sampler: str = "shuffle"  # "shuffle" | "balanced": class-balanced sampling
-    patience: int | None = None  # early stopping on validation accuracy (epochs without gain)
+    patience: int | None = None  # stop on a validation plateau: epochs without a better (accuracy, loss),
+    # counted in the second half of the schedule only
+    time_budget_s: float | None = None  # train at most this long: ``epochs`` is then a cap, see ``train``
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +61,8 @@ class TrainConfig:
             (self.class_weights in ("none", "balanced"), "class weights must be none or balanced"),
             (self.sampler in ("shuffle", "balanced"), "sampler must be shuffle or balanced"),
             (self.input_size is None or 32 <= self.input_size <= 512, "input size must be in 32..512"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.time_budget_s is None or self.time_budget_s > 0, "time budget must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -94,6 +98,8 @@ class TrainResult:
     images_per_second: float = 0.0
     precision: str = "fp32"
     stopped_early: bool = False
+    planned_epochs: int = 0  # the schedule's length (sized to the time budget when there is one)
+    stop_reason: str = "epochs"  # "epochs" | "plateau" | "time"
 
 
 def bf16_supported() -> bool:
@@ -178,7 +184,12 @@ def train(
     config: TrainConfig,
     on_epoch: Callable[[int, float, dict], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; it ends with the weights of its best validation epoch."""
+    """Train ``model`` in place; it ends with the weights of its best validation epoch.
+
+    With ``config.time_budget_s`` the cosine schedule is sized to the time (its length measured
+    from the first epochs, re-measured in the first half if the pace drifts), ``epochs`` is only a
+    cap, and training stops before an epoch that would overrun the budget."""
+    start = time.perf_counter()  # the budget includes set-up
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     precision = resolve_precision(config.precision)
@@ -202,17 +213,20 @@ def train(
     else:
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(x_train) // config.batch_size)  # drop the ragged last batch (BN)
-    total = steps_per_epoch * config.epochs
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 4)
+    planned = config.epochs
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * planned // 4)
 
     def lr_at(step: int) -> float:
         if step < warmup:
             return lr * (step + 1) / warmup
-        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        total = steps_per_epoch * planned
+        return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
-    best_acc, best_epoch, best_state, history, since_best = -1.0, 0, None, [], 0
-    step, seen, start, stopped = 0, 0, time.perf_counter(), False
-    for epoch in range(1, config.epochs + 1):
+    best_key, best_epoch, best_state, history, since_best = (-1.0, 0.0), 0, None, [], 0
+    step, seen, stop_reason, epoch, durations = 0, 0, "epochs", 0, []
+    while epoch < planned:
+        epoch += 1
+        epoch_start = time.perf_counter()
         model.train()
         order = _epoch_order(data.y_train, k, config.sampler, g)
         losses = []
@@ -239,22 +253,47 @@ def train(
             losses.append(loss.item())
             step += 1
             seen += len(idx)
-        val = evaluate(model, x_val, data.y_val, data.class_names, precision=precision,
-                       negative_classes=data.negative_classes)  # fmt: skip
+        val_logits = predict_logits(model, x_val, precision=precision)
+        val = compute_metrics(val_logits.argmax(1), data.y_val, data.class_names, data.negative_classes or None)
+        val_loss = nn.functional.cross_entropy(val_logits, data.y_val).item()
+        elapsed = time.perf_counter() - start
+        durations.append(time.perf_counter() - epoch_start)
         record = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_accuracy": val.accuracy,
-                  "val_balanced_accuracy": val.balanced_accuracy, "seconds": time.perf_counter() - start}  # fmt: skip
+                  "val_balanced_accuracy": val.balanced_accuracy, "val_loss": val_loss, "seconds": elapsed,
+                  "lr": lr_at(step - 1)}  # fmt: skip
         history.append(record)
-        if val.accuracy > best_acc:
-            best_acc, best_epoch, since_best = val.accuracy, epoch, 0
+        # best = highest validation accuracy, ties to the lower validation loss (a later, annealed epoch)
+        if (val.accuracy, -val_loss) > (best_key[0], best_key[1] + 1e-3):
+            best_key, best_epoch, since_best = (val.accuracy, -val_loss), epoch, 0
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            since_best += 1
+        elif epoch > planned / 2:  # a plateau counts only once the learning rate fell below half its peak:
+            since_best += 1  # before that a flat validation curve is the high rate's noise, not convergence
         if on_epoch is not None:
             on_epoch(epoch, val.accuracy, record)  # may raise to prune
         if config.patience is not None and since_best >= config.patience:
-            stopped = True
+            stop_reason = "plateau"
             break
+        if config.time_budget_s is not None:
+            epoch_s = _typical_epoch_seconds(durations)
+            fits = max(epoch, min(config.epochs, epoch + int((config.time_budget_s - elapsed) / epoch_s)))
+            # size the schedule to the time from the epochs measured so far: after each of the first
+            # three; later, shorten it whenever it would overrun (the learning rate then only falls),
+            # and lengthen it in the first half if the pace got more than 10% faster
+            late = fits < planned - max(1.0, 0.05 * planned)
+            if epoch <= 3 or late or (epoch <= planned / 2 and fits > 1.1 * planned):
+                planned = fits
+            if epoch < planned and elapsed + epoch_s > config.time_budget_s:
+                stop_reason = "time"
+                break
     seconds = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(best_epoch, best_acc, history, seconds, seen / seconds if seconds else 0.0, precision, stopped)
+    return TrainResult(best_epoch, best_key[0], history, seconds, seen / seconds if seconds else 0.0, precision,
+                       stop_reason != "epochs", planned, stop_reason)  # fmt: skip
+
+
+def _typical_epoch_seconds(durations: list[float]) -> float:
+    """The median of the last (up to) five epoch durations: robust to the first epoch's one-off
+    kernel set-up, and following the machine's current pace."""
+    recent = sorted(durations[-5:])
+    return max(1e-3, recent[(len(recent) - 1) // 2])

@@ -109,17 +109,18 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
     return SearchContext(config, dataset, split, teacher, run_dir)
 
 
-def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int) -> TrainConfig:
+def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
+    """The training recipe of every run of a search; ``overrides``: e.g. patience, time_budget_s."""
     return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd if config.teacher != "none" else "none",
-                       kd_alpha=config.kd_alpha, seed=seed)  # fmt: skip
+                       kd_alpha=config.kd_alpha, seed=seed, **overrides)  # fmt: skip
 
 
 def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,
-                    on_epoch=None) -> tuple[torch.nn.Module, dict]:  # fmt: skip
+                    on_epoch=None, **overrides) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """Train ``spec`` (designed at full size) at ``input_size``; return the model and its numbers."""
     from evaluators.run import train_spec
 
-    cfg = train_config(ctx.config, epochs, input_size, seed)
+    cfg = train_config(ctx.config, epochs, input_size, seed, **overrides)
     result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False)
     return result.model, result.summary
 

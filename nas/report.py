@@ -80,6 +80,32 @@ def _confusion(matrix: list[list[int]], names: list[str]) -> str:
     return _svg(fig)
 
 
+def _curves(path: Path) -> str | None:
+    """Validation accuracy per epoch of every rung-2 candidate and final seed (learning_curves.csv)."""
+    import csv
+
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, phase, title in ((axes[0], "rung2", "rung 2 (1 seed each)"), (axes[1], "final", "final: the winner's seeds")):
+        keys = sorted({(r["trial"], r["seed"]) for r in rows if r["phase"] == phase})
+        for trial, seed in keys:
+            pts = [(int(r["epoch"]), float(r["val_accuracy"])) for r in rows
+                   if r["phase"] == phase and r["trial"] == trial and r["seed"] == seed]  # fmt: skip
+            ax.plot(*zip(*pts), label=f"trial {trial}" if phase == "rung2" else f"seed {seed}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("validation accuracy (%)")
+    return _svg(fig)
+
+
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
     body = []
@@ -111,16 +137,29 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         f"<p>Trials by state: {html.escape(str(summary.get('trial_counts', {})))}. "
         f"{html.escape(summary.get('netscore_definition', ''))}. Selection uses validation accuracy only; "
         "test accuracy is reported, never used to choose.</p>",
-        "<h2>Winner</h2>",
     ]  # fmt: skip
+    parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in summary.get("notes", [])]
+    parts.append("<h2>Winner</h2>")
+    if winner.get("fidelity"):
+        parts.append(f"<p>Trained: {html.escape(winner['fidelity'])}.</p>")
     if winner:
         parts.append(_table([winner], [("name", "winner"), ("test_accuracy_mean", "test acc % (mean)"),
                                        ("test_accuracy_std", "+- std"), ("val_accuracy_mean", "val acc %"),
                                        ("macs", "MACs"), ("params", "params"), ("netscore", "NetScore (test)"),
                                        ("latency_ms", "latency ms (eager)"), ("latency_onnx_ms", "latency ms (ONNX RT)"),
                                        ("seeds", "seeds")]))  # fmt: skip
+    if (winner.get("final") or {}).get("seeds"):
+        parts += ["<h3>Final seeds</h3>",
+                  _table(winner["final"]["seeds"], [("seed", "seed"), ("val_accuracy", "val acc %"),
+                                                   ("test_accuracy", "test acc %"), ("epochs_run", "epochs run"),
+                                                   ("planned_epochs", "planned"), ("best_epoch", "best epoch"),
+                                                   ("stop_reason", "stopped by"), ("train_seconds", "seconds"),
+                                                   ("train_images_per_second", "img/s")])]  # fmt: skip
+    curves = _curves(path.parent / "learning_curves.csv")
+    if curves:
+        parts += ["<h3>Learning curves</h3>", curves]
     if summary.get("comparison"):
-        parts += ["<h2>Winner against baselines (same trainer)</h2>",
+        parts += ["<h2>Winner against baselines (same trainer; each row says its fidelity)</h2>",
                   _table(summary["comparison"], [("name", "model"), ("test_accuracy", "test acc %"),
                                                  ("macs", "MACs"), ("params", "params"),
                                                  ("netscore", "NetScore"), ("latency_ms", "latency ms"),
@@ -136,11 +175,20 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                   f"<div>{_confusion(winner['confusion'], list(winner['class_names']))}</div><div>",
                   _table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
                          [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]  # fmt: skip
-    if summary.get("top_k"):
-        parts += ["<h2>Top candidates retrained at full fidelity</h2>",
-                  _table(summary["top_k"], [("trial", "trial"), ("test_accuracy_mean", "test acc %"),
-                                            ("test_accuracy_std", "+- std"), ("val_accuracy_mean", "val acc %"),
-                                            ("macs", "MACs"), ("params", "params"), ("netscore", "NetScore")])]  # fmt: skip
+    if summary.get("promotion"):
+        parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
+                  "validation NetScore among those within the accuracy margin of the best rung-2 validation "
+                  "accuracy.</p>",
+                  _table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
+                                                ("proxy_val_accuracy", "proxy val %"), ("val_accuracy", "val %"),
+                                                ("test_accuracy", "test %"), ("epochs_run", "epochs"),
+                                                ("train_images_per_second", "img/s"), ("macs", "MACs"),
+                                                ("params", "params"), ("val_netscore", "NetScore (val)")])]  # fmt: skip
+    if summary.get("timeline"):
+        tl = summary["timeline"]
+        parts += ["<h2>Where the time went (seconds)</h2>",
+                  _table([{k: v for k, v in tl.items() if k != "plan"}], [(k, k) for k in tl if k != "plan"]),
+                  f"<p>Planned phase ends (s from the start): {html.escape(str(tl.get('plan')))}</p>"]  # fmt: skip
     parts += ["<h2>All trials</h2>",
               _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
                             ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),

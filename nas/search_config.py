@@ -13,6 +13,7 @@ from typing import Any
 from nas.errors import DefectNasError
 
 STRATEGIES = ("tpe", "nsga2", "random")
+RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,29 @@ class SearchConfig:
     min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
     trials: int | None = None
     time_budget_s: float | None = None
-    search_share: float = 0.8  # share of the time budget for the search loop; the rest for top-k retraining
-    epochs: int = 12  # full fidelity of a search trial (pruned earlier when weak)
+    # A time budget covers the whole run. After set-up (data, teacher) the rest R, less a reserve for
+    # export and report, goes: explore_share x R to the proxy search, promote_share x R to the
+    # full-resolution rung of the top-k, the remainder to the winner's seeds (see nas/final.py).
+    explore_share: float = 0.4
+    promote_share: float = 0.15
+    epochs: int = 12  # rung 1: epochs of a search trial at the proxy size (pruned earlier when weak)
     proxy_input_size: int | None = 100  # search trials train at this input size (None = data size)
     pruner: str = "hyperband"  # "hyperband" | "sha" | "none"
     min_epochs: int = 3  # first pruning rung
-    top_k: int = 3
+    top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
+    promote_epochs: int = 40  # rung 2's epoch cap (its schedule is sized to its time share)
+    accuracy_margin: float = 1.0  # the winner: best NetScore among rung-2 candidates this close to the best
     final_seeds: int = 3
-    final_epochs: int = 15
+    final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)
+    patience: int = 25  # final training stops after this many epochs without a better validation
     final_input_size: int | None = None  # None = the data's own size
-    teacher: str = "vgg16"  # "vgg16" | "efficientnet-lite0" | "none"
+    teacher: str = "none"  # "vgg16" | "efficientnet-lite0" | "none"
     teacher_init: str = "imagenet"
     teacher_epochs: int = 8
     teacher_input_size: int = 128
     kd: str = "kl"
     kd_alpha: float = 0.5
-    baselines: tuple[str, ...] = ("resnet50", "mobilenetv2-0.35", "prototypes")
-    baseline_epochs: int | None = None  # None: the search trials' epochs
+    baselines: tuple[str, ...] = ()  # trained at the final recipe after the winner, when asked for
     seed: int = 0
     split_seed: int = 0
 
@@ -62,8 +69,12 @@ class SearchConfig:
             problems.append("--time-budget must be positive")
         if not 0 <= self.min_accuracy < 100:
             problems.append(f"--min-accuracy {self.min_accuracy}: a percentage below 100")
-        if self.epochs < 1 or self.final_epochs < 1 or self.final_seeds < 1 or self.top_k < 1:
-            problems.append("epochs, final epochs, final seeds and top-k must be at least 1")
+        if min(self.epochs, self.final_epochs, self.final_seeds, self.top_k, self.promote_epochs, self.patience) < 1:
+            problems.append("epochs, promote/final epochs, final seeds, patience and top-k must be at least 1")
+        if not (0 < self.explore_share and 0 <= self.promote_share and self.explore_share + self.promote_share < 1):
+            problems.append("--explore-share and --promote-share must be positive and sum to less than 1")
+        if self.accuracy_margin < 0:
+            problems.append("--accuracy-margin must be at least 0")
         if self.min_epochs < 1 or self.min_epochs > self.epochs:
             problems.append(f"--min-epochs {self.min_epochs} must be in 1..--epochs ({self.epochs})")
         if self.teacher == "none" and self.kd != "none":
@@ -84,10 +95,10 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
         names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k not in RETIRED}
         unknown = set(d) - names
         if unknown:
             raise DefectNasError(f"search config: unknown key {sorted(unknown)[0]!r} (written by a newer defect-nas?)")
-        d = dict(d)
         for key in ("spaces", "baselines"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])

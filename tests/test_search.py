@@ -19,7 +19,8 @@ from nas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1", "--proxy-input-size", "32",
-        "--final-epochs", "2", "--final-seeds", "2", "--top-k", "2", "--teacher", "none", "--min-accuracy", "0",
+        "--final-epochs", "2", "--final-seeds", "2", "--top-k", "2", "--promote-epochs", "2", "--teacher", "none",
+        "--min-accuracy", "0",
         "--baselines", "prototypes", "--workers", "2"]  # fmt: skip
 
 

@@ -1,0 +1,112 @@
+"""The run's final phase: a time plan that covers the whole budget, schedules sized to the time a
+training has, accuracy-first promotion, the winner's choice, and a short budget kept end to end."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from datagen import learnable_dataset
+from evaluators.data import make_split
+from evaluators.trainer import TrainConfig, TrainData, train
+from nas.final import TimePlan, choose_winner, promotion_candidates, reserve_seconds
+from nas.search_config import SearchConfig
+from nas.spec import ArchSpec, Basic, Conv, Head
+from search_spaces.build import build
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ArchSpec(1, 40, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
+
+
+def test_time_plan_splits_what_set_up_left_and_keeps_a_reserve():
+    cfg = SearchConfig(time_budget_s=3600, explore_share=0.4, promote_share=0.15)
+    plan = TimePlan.make(cfg, started=1000.0, now=1100.0, baselines=False)  # set-up took 100 s
+    usable = 3600 - 100 - reserve_seconds(3600)
+    assert plan.end == 4600.0 and plan.final_end == 4600.0 - reserve_seconds(3600)
+    assert plan.explore_end == pytest.approx(1100 + 0.4 * usable)
+    assert plan.promote_end == pytest.approx(plan.explore_end + 0.15 * usable)
+    with_baselines = TimePlan.make(cfg, 1000.0, 1100.0, baselines=True)
+    assert plan.promote_end < with_baselines.final_end < plan.final_end  # baselines get time after the winner's
+    assert TimePlan.make(SearchConfig(trials=5), 0.0, 1.0, False).final_end is None
+
+
+def test_a_time_budget_sizes_the_schedule_and_stops_training_in_time():
+    ds = learnable_dataset(classes=3, per_class=150, size=40)
+    split = make_split(ds, seed=0)
+    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
+                   ds.class_names)  # fmt: skip
+    start = time.perf_counter()
+    r = train(build(SPEC), td, TrainConfig(epochs=100_000, batch_size=16, time_budget_s=4.0))
+    took = time.perf_counter() - start
+    epoch_s = r.history[-1]["seconds"] / len(r.history)
+    assert took <= 4.0 + 2 * epoch_s + 0.3  # not one epoch more than the budget allows
+    assert 3 <= r.planned_epochs < 100_000 and r.stop_reason in ("time", "epochs")
+    assert len(r.history) >= r.planned_epochs - 1  # the plan was what it could do, and it did it
+    assert r.history[-1]["lr"] < 0.2 * r.history[1]["lr"]  # the cosine was sized to the time: it annealed
+
+
+def test_training_stops_on_a_validation_plateau():
+    ds = learnable_dataset(classes=3, per_class=60, size=40)
+    split = make_split(ds, seed=0)
+    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
+                   ds.class_names)  # fmt: skip
+    r = train(build(SPEC), td, TrainConfig(epochs=60, batch_size=16, lr=1e-9, patience=5))  # it cannot learn
+    assert r.stop_reason == "plateau" and len(r.history) < 60
+    assert len(r.history) == max(r.best_epoch, 30) + 5  # counted in the schedule's second half only
+
+
+def _row(n, val, params, digest=None, state="COMPLETE", feasible=True):
+    return {"number": n, "state": state, "feasible": feasible, "val_accuracy": val, "netscore": 100 - params / 1e4,
+            "spec_digest": digest or f"d{n}", "params": params, "macs": 1e8}  # fmt: skip
+
+
+def test_promotion_is_accuracy_first_one_per_architecture_and_respects_the_floor():
+    rows = [_row(0, 97.0, 40_000), _row(1, 99.0, 600_000), _row(2, 99.0, 100_000), _row(3, 99.0, 90_000, "d2"),
+            _row(4, 99.5, 50_000, state="PRUNED"), _row(5, 99.9, 50_000, feasible=False), _row(6, 90.0, 1_000)]  # fmt: skip
+    got = [r["number"] for r in promotion_candidates(rows, 3, min_accuracy=95)]
+    assert got == [3, 1, 0]  # 99% first (ties to NetScore); trial 3 stands for trial 2's architecture
+    assert [r["number"] for r in promotion_candidates(rows, 5, min_accuracy=99.5)] == [3, 1, 0, 6]  # no one: all
+
+
+def test_winner_is_the_best_netscore_within_the_accuracy_margin():
+    promoted = [{"trial": 1, "val_accuracy": 100.0, "val_netscore": 90.0},
+                {"trial": 2, "val_accuracy": 99.2, "val_netscore": 95.0},
+                {"trial": 3, "val_accuracy": 98.5, "val_netscore": 99.0}]  # fmt: skip
+    assert choose_winner(promoted, margin=1.0)["trial"] == 2
+    assert choose_winner(promoted, margin=0.0)["trial"] == 1
+
+
+def test_a_short_time_budget_is_kept_and_the_summary_says_what_each_finalist_trained(tmp_path):
+    from test_search import cli  # the same subprocess helper and tiny dataset as the search tests
+    from PIL import Image
+
+    ds = learnable_dataset(classes=3, per_class=30, size=48)
+    parts = tmp_path / "parts"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        (parts / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(parts / ds.class_names[int(label)] / f"{i}.png")
+    budget = 50
+    argv = ["search", "--dataset", str(parts), "--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1",
+            "--proxy-input-size", "32", "--min-accuracy", "0", "--top-k", "2", "--promote-share", "0.3",
+            "--final-seeds", "2", "--final-epochs", "100000", "--patience", "100000", "--promote-epochs", "100000",
+            "--workers", "2", "--time-budget", f"{budget}s", "--results", str(tmp_path / "r"), "--json"]  # fmt: skip
+    start = time.time()
+    out = json.loads(cli(*argv).stdout)
+    took = time.time() - start
+    assert took <= budget + 8, took  # the whole command, interpreter start-up included
+    summary = json.loads((Path(out["run_dir"]) / "summary.json").read_text())
+    assert summary["timeline"]["wall_s"] <= budget + 2
+    seeds = summary["winner"]["final"]["seeds"]
+    # each seed's schedule was sized to the time it had (not the 100000-epoch cap) and ended with it
+    assert len(seeds) == 2 and all(s["stop_reason"] in ("time", "epochs") for s in seeds)
+    assert all(1 <= s["epochs_run"] <= s["planned_epochs"] < 100000 for s in seeds)
+    assert summary["winner"]["epochs_run"] == [s["epochs_run"] for s in seeds]
+    promoted = summary["promotion"]
+    assert len(promoted) == 2 and sum(p["chosen"] for p in promoted) == 1
+    assert all(1 <= p["epochs_run"] <= p["planned_epochs"] < 100000 for p in promoted)
+    curves = (Path(out["run_dir"]) / "learning_curves.csv").read_text().splitlines()
+    assert len(curves) - 1 == sum(s["epochs_run"] for s in seeds) + sum(p["epochs_run"] for p in promoted)

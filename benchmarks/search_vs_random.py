@@ -36,7 +36,8 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
     cfg = SearchConfig(dataset="neu", spaces=tuple(args["spaces"]), budget_flops=args["budget"], strategy=strategy,
-                       time_budget_s=args["minutes"] * 60, search_share=1.0, epochs=args["epochs"],
+                       time_budget_s=args["minutes"] * 60, explore_share=0.98, promote_share=0.0,
+                       epochs=args["epochs"],
                        proxy_input_size=args["proxy_input_size"], min_epochs=2, min_accuracy=args["min_accuracy"],
                        seed=seed, teacher=args["teacher"], baselines=("none",))  # fmt: skip
     run_dir = Path(out) / f"{strategy}-s{seed}"

@@ -97,7 +97,7 @@ def image_metrics(model: torch.nn.Module, dataset: Dataset, split: Split, size: 
     from evaluators.trainer import predict_logits
 
     idx = split.test
-    preds = predict_logits(model, dataset.images[idx], input_size=size).argmax(1)
+    preds = predict_logits(model, dataset.images[idx], input_size=size, precision="fp32").argmax(1)
     groups = dataset.groups[idx]
     _, image_preds = dagm_image_predictions(preds, groups)
     _, image_labels = dagm_image_labels(dataset.labels[idx], groups)

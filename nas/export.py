@@ -77,7 +77,9 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         f"- split (seed {data.get('split_seed')}): {data.get('sizes')}; file lists in `../split.json`", "",
         "## Metrics (test set, never used for selection)", "",
         f"- accuracy: **{acc:.2f}% +- {std:.2f}** over {summary.get('seeds')} training seeds" if acc is not None else "",
-        f"- validation accuracy: {summary.get('val_accuracy_mean', float('nan')):.2f}%",
+        f"- trained: {summary['fidelity']}" if summary.get("fidelity") else "",
+        f"- validation accuracy: {summary.get('val_accuracy_mean', float('nan')):.2f}%; per class below: the "
+        "exported seed (the one with the best validation accuracy)",
         f"- NetScore: {summary.get('netscore', float('nan')):.2f} dB ({summary.get('netscore_definition', '')})", "",
         "| class | accuracy |", "| --- | --- |",
         *[f"| {k} | {v:.2f}% |" if v is not None else f"| {k} | n/a |" for k, v in per_class.items()], "",

@@ -68,16 +68,19 @@ def reserve_seconds(budget_s: float) -> float:
 
 
 def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
-               deadline: float | None, patience: int | None) -> tuple[dict, dict]:  # fmt: skip
+               deadline: float | None, patience: int | None, skippable: bool = True) -> tuple[dict, dict]:  # fmt: skip
     """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
-    ``deadline`` (its schedule sized to the time left when it starts)."""
+    ``deadline`` (its schedule sized to the time left when it starts). Without time left it is
+    skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds), trains one epoch."""
     from evaluators.run import train_module
     from nas.engine import train_candidate
 
     ctx = procs.context()
     budget = None if deadline is None else deadline - time.time() - JOB_MARGIN_S
     if budget is not None and budget < 1:
-        raise TimeoutError("no time left in the budget")
+        if skippable:
+            raise TimeoutError("no time left in the budget")
+        budget = 1e-3  # the first epoch always runs: a winner is never left untrained
     overrides = {"patience": patience, "time_budget_s": budget}
     if spec_json is not None:
         model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, **overrides)
@@ -169,7 +172,7 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
-                               cfg.seed + s, plan.final_end, cfg.patience) for s in range(n)]  # fmt: skip
+                               cfg.seed + s, plan.final_end, cfg.patience, False) for s in range(n)]  # fmt: skip
         return [f.result() for f in futures]
 
 

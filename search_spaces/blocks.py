@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nas.spec import LW_KERNELS
 
@@ -16,11 +17,21 @@ def activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU(inplace=True), "relu6": nn.ReLU6(inplace=True), "none": nn.Identity()}[name]
 
 
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 conv with stride s, computed as "take every s-th pixel, then a 1x1 stride-1 conv":
+    the same weights, output and MACs. Why: torch 2.14's CPU backward of a strided 1x1 conv on
+    channels_last input with few input channels (4 or 8 at 56-112 px) corrupts the heap and kills
+    the process (reproduced by ``tests/test_build.py``); the subsampled form takes another kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return F.conv2d(x[:, :, :: s[0], :: s[1]], self.weight, self.bias)
+
+
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
     """Bias-free odd-kernel 'same' conv followed by BatchNorm."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
-    )
+    cls = StridedPointwise if (kernel == 1 and stride > 1 and groups == 1) else nn.Conv2d
+    return nn.Sequential(cls(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout))
 
 
 class ConvBNAct(nn.Sequential):

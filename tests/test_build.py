@@ -1,5 +1,7 @@
 """The one builder and its blocks: every space builds and runs; blocks match their papers."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -72,3 +74,26 @@ def test_kim_student_block_is_biased_conv3_relu_maxpool():
     assert [type(m) for m in block] == [nn.Conv2d, nn.ReLU, nn.MaxPool2d]
     assert block[0].bias is not None and block[0].kernel_size == (3, 3)
     assert build(spec).head[1].in_features == 4 * 32 * 32
+
+
+def test_strided_pointwise_shortcut_equals_a_strided_conv_and_survives_channels_last_backward():
+    """torch 2.14's CPU backward of a 1x1 stride-2 conv on channels_last input with 4 channels at
+    112 px corrupts the heap (SIGSEGV); the residual shortcut must compute the same thing another way."""
+    import subprocess
+    import sys
+
+    from search_spaces.blocks import conv_bn
+
+    shortcut = conv_bn(4, 8, 1, 2)[0]
+    x = torch.rand(2, 4, 16, 16)
+    assert torch.allclose(shortcut(x), torch.nn.functional.conv2d(x, shortcut.weight, stride=2), atol=1e-6)
+    code = (
+        "import torch\n"
+        "from search_spaces.blocks import basic_block\n"
+        "m = basic_block(4, 8, 3, 2).to(memory_format=torch.channels_last)\n"
+        "for _ in range(3):\n"
+        "    m(torch.rand(32, 4, 112, 112).contiguous(memory_format=torch.channels_last)).sum().backward()\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.returncode, p.stderr[-500:])

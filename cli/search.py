@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the winner: best NetScore among rung-2 candidates within this many points of the best")
     p.add_argument("--final-seeds", type=int, default=3)
     p.add_argument("--final-epochs", type=int, default=150, help="epoch cap of each final seed")
-    p.add_argument("--patience", type=int, default=25, help="final seeds stop after this many epochs without gain")
+    p.add_argument("--patience", type=int, default=25, help="a final seed whose validation has not improved for this many epochs (counted in its "
+                        "schedule's second half) ends with a short anneal")
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
     p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="none",
                    help="distil from this teacher (default none: see README, 'Distillation')")
@@ -201,6 +202,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     if (run_dir / "config.json").is_file() and args.storage is None:
         stored = json.loads((run_dir / "config.json").read_text())
         stored = {k: v for k, v in stored.items() if k not in ("storage", "study")}
+        stored = SearchConfig.from_dict(stored).to_dict()  # an older file: its missing keys take their defaults
         mine = config.to_dict()
         diff = [k for k in mine if k not in ("trials", "time_budget_s") and json.dumps(stored.get(k)) != json.dumps(
             list(mine[k]) if isinstance(mine[k], tuple) else mine[k])]  # fmt: skip

@@ -283,8 +283,11 @@ def train(
             # three; later, shorten it whenever it would overrun (the learning rate then only falls),
             # and lengthen it in the first half if the pace got more than 10% faster
             late = fits < planned - max(1.0, 0.05 * planned)
-            if epoch <= 3 or late or (epoch <= planned / 2 and fits > 1.1 * planned and stop_reason != "plateau"):
+            grow = stop_reason != "plateau" and (epoch <= 3 or (epoch <= planned / 2 and fits > 1.1 * planned))
+            if grow or late:
                 planned = fits
+                if fits < config.epochs and fits == epoch:  # the time, not the cap, ended the schedule
+                    stop_reason = "time"
             if epoch < planned and elapsed + epoch_s > config.time_budget_s:
                 stop_reason = "time"
                 break

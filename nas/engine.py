@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -235,6 +236,7 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     if stored is None:
         study.set_user_attr("config", config.to_dict())
     elif SearchConfig.from_dict(stored).to_json() != config.to_json():
+        stored = json.loads(SearchConfig.from_dict(stored).to_json())  # an older config: defaults for new keys
         diff = [k for k, v in config.to_dict().items() if stored.get(k) != (list(v) if isinstance(v, tuple) else v)]
         diff = [k for k in diff if k not in ("trials", "time_budget_s")]
         if diff:

@@ -68,14 +68,18 @@ def reserve_seconds(budget_s: float) -> float:
 
 
 def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
-               deadline: float | None, patience: int | None, skippable: bool = True) -> tuple[dict, dict]:  # fmt: skip
+               deadline: float | None, patience: int | None, skippable: bool = True,
+               slot: float | None = None) -> tuple[dict, dict]:  # fmt: skip
     """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
-    ``deadline`` (its schedule sized to the time left when it starts). Without time left it is
-    skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds), trains one epoch."""
+    ``deadline`` and after ``slot`` seconds from its own start (its schedule sized to that time).
+    Without time left it is skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds),
+    trains one epoch."""
     from evaluators.run import train_module
     from nas.engine import train_candidate
 
     ctx = procs.context()
+    if slot is not None:  # equal time for every rung-2 candidate, whenever its turn comes
+        deadline = min(deadline, time.time() + slot) if deadline is not None else time.time() + slot
     budget = None if deadline is None else deadline - time.time() - JOB_MARGIN_S
     if budget is not None and budget < 1:
         if skippable:
@@ -125,20 +129,23 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
         entrants = entrants[:workers]  # a short budget: fewer candidates, each trained long enough to tell
     rounds = math.ceil(len(entrants) / max(1, workers))
     slot = None if left is None else left / rounds
+    if len(entrants) < 2 or (slot is not None and slot < 2 * JOB_MARGIN_S):
+        log("rung 2 skipped: fewer than two candidates or no time for it")
+        return []
     log(f"rung 2: {len(entrants)} candidate(s) at full resolution, "
         + (f"{slot / 60:.1f} min each" if slot else f"{cfg.promote_epochs} epochs each"))  # fmt: skip
     out = []
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
-                               cfg.seed, None if slot is None else start + (i // workers + 1) * slot, None)
-                   for i, (_, spec, _) in enumerate(entrants)]  # fmt: skip
+                               cfg.seed, plan.promote_end, None, True, slot)
+                   for _, spec, _ in entrants]  # fmt: skip
         for (number, spec, row), fut in zip(entrants, futures):
             entry = {"trial": number, "spec": spec, "proxy_val_accuracy": row["val_accuracy"],
                      "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"]}  # fmt: skip
             try:
                 s, _ = fut.result()
-            except TimeoutError:
-                log(f"rung 2: trial {number} skipped, no time left")
+            except Exception as e:  # no time left, or the process died: that candidate only
+                log(f"rung 2: trial {number} skipped: {e.__class__.__name__}: {str(e)[:120]}")
                 continue
             entry.update(_rung_record(s, row["params"], row["macs"]))
             out.append(entry)
@@ -153,11 +160,12 @@ def _rung_record(s: dict, params: int, macs: int) -> dict:
             "history": s["history"], "fidelity": _fidelity(s)}  # fmt: skip
 
 
-def choose_winner(promoted: list[dict], margin: float) -> dict:
+def choose_winner(promoted: list[dict], margin: float, min_accuracy: float = 0.0) -> dict:
     """The best validation NetScore among rung-2 candidates within ``margin`` points of the best
-    rung-2 validation accuracy (test accuracy is never looked at)."""
+    rung-2 validation accuracy and above ``min_accuracy`` when any is (test is never looked at)."""
     best = max(p["val_accuracy"] for p in promoted)
     eligible = [p for p in promoted if p["val_accuracy"] >= best - margin]
+    eligible = [p for p in eligible if p["val_accuracy"] >= min_accuracy] or eligible
     return max(eligible, key=lambda p: (p["val_netscore"], -p["trial"]))
 
 
@@ -173,7 +181,13 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
                                cfg.seed + s, plan.final_end, cfg.patience, False) for s in range(n)]  # fmt: skip
-        return [f.result() for f in futures]
+        runs = []
+        for s, f in enumerate(futures):
+            try:
+                runs.append(f.result())
+            except Exception as e:  # a seed whose process died is reported, the others are kept
+                log(f"final: seed {cfg.seed + s} failed: {e.__class__.__name__}: {str(e)[:120]}")
+        return runs
 
 
 def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, workers: int, threads: int,

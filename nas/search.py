@@ -131,6 +131,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     """Rung 2, the winner's final seeds and baselines (when ``finalize``), then export and report."""
     cfg = ctx.config
     rows = trial_rows(study)
+    (run_dir / "learning_curves.csv").unlink(missing_ok=True)  # never plot an earlier run's curves
     write_csv(run_dir / "trials.csv", rows)
     feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
     write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
@@ -159,9 +160,11 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
             promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads,
                                log)  # fmt: skip
         timeline["promote_s"] = round(time.time() - t, 1)
-        win_n = choose_winner(promoted, cfg.accuracy_margin)["trial"] if promoted else entrants[0]["number"]
+        win_n = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"] if promoted else entrants[0]["number"]
         t = time.time()
         runs = train_final(ctx, specs[win_n], plan, workers, threads, log)
+        if not runs:  # every seed failed: fall back to the trial's own weights, said plainly
+            finalize = False
         timeline["final_s"] = round(time.time() - t, 1)
         write_curves(run_dir / "learning_curves.csv", promoted, runs, win_n)
         t = time.time()
@@ -172,12 +175,13 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
             summary["notes"].append("baselines not trained: not asked for (--baselines resnet50,mobilenetv2-0.35,"
                                     "prototypes trains them after the winner, at its final recipe)")  # fmt: skip
         timeline["baselines_s"] = round(time.time() - t, 1)
-    else:  # interrupted: the best trial's proxy-fidelity weights, no retraining
+    if not finalize:  # interrupted (or every final seed failed): the best trial's proxy weights
         win_n, r = entrants[0]["number"], entrants[0]
         s = {"seed": cfg.seed, "val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
              "input_size": r["fidelity_input_size"], "epochs_run": r["epochs_run"]}  # fmt: skip
         runs = [(s, load_file(run_dir / "trials" / f"{win_n}.safetensors"))]
-        summary["notes"].append("interrupted: the winner is the best search trial at proxy fidelity, not retrained")
+        summary["notes"].append("interrupted, or every final seed failed: the winner is the best search trial at "
+                                "proxy fidelity, not retrained")
     t = time.time()
     summary.update(export_winner(ctx, study, run_dir, rows, specs[win_n], win_n, runs, promoted, base_rows,
                                  finalize=finalize, threads=threads))  # fmt: skip

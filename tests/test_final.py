@@ -81,6 +81,16 @@ def test_winner_is_the_best_netscore_within_the_accuracy_margin():
                 {"trial": 3, "val_accuracy": 98.5, "val_netscore": 99.0}]  # fmt: skip
     assert choose_winner(promoted, margin=1.0)["trial"] == 2
     assert choose_winner(promoted, margin=0.0)["trial"] == 1
+    assert choose_winner(promoted, margin=2.0)["trial"] == 3
+    assert choose_winner(promoted, margin=2.0, min_accuracy=99.0)["trial"] == 2  # the floor holds when it can
+    assert choose_winner(promoted, margin=2.0, min_accuracy=100.5)["trial"] == 3  # and never empties the choice
+
+
+def test_an_older_run_config_loads_with_todays_defaults_for_new_keys():
+    old = {**SearchConfig().to_dict(), "search_share": 0.8, "baseline_epochs": None}
+    for key in ("explore_share", "promote_share", "promote_epochs", "accuracy_margin", "patience"):
+        old.pop(key)
+    assert SearchConfig.from_dict(old).to_dict() == SearchConfig().to_dict()
 
 
 def test_a_short_time_budget_is_kept_and_the_summary_says_what_each_finalist_trained(tmp_path):

@@ -107,7 +107,8 @@ def _fidelity(s: dict) -> str:
 def promotion_candidates(rows: list[dict], k: int, min_accuracy: float) -> list[dict]:
     """Rung 2's entrants: the k distinct feasible architectures with the best proxy validation
     accuracy (ties to NetScore). Accuracy first: proxy accuracy ranks converged accuracy well
-    (Spearman 0.91 on twelve specs), where NetScore would send the smallest nets to the top."""
+    (Spearman 0.68 on twelve specs, parameter count 0.32: results/benchmarks/fidelity.*), where
+    NetScore would send the smallest nets to the top."""
     done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
             and r["spec_digest"]]  # fmt: skip
     ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done

@@ -31,18 +31,18 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluators.data import load_dataset, make_split  # noqa: E402
-from evaluators.run import train_spec  # noqa: E402
-from evaluators.runinfo import environment  # noqa: E402
-from evaluators.trainer import TrainConfig  # noqa: E402
-from nas.budget import Budget, fit  # noqa: E402
-from nas.spec import ArchSpec  # noqa: E402
-from search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
+from defect_nas.core.budget import Budget, fit  # noqa: E402
+from defect_nas.core.spec import ArchSpec  # noqa: E402
+from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
+from defect_nas.evaluators.run import train_spec  # noqa: E402
+from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.trainer import TrainConfig  # noqa: E402
+from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
 
 SPACES = {"r": "residual", "l": "lw"}
 RUNG_EPOCHS = (3, 6, 12)
 FIELDS = ["spec", "kind", "input_size", "epochs", "seed", "params", "macs", "val_by_epoch", "val_accuracy",
-          "test_accuracy", "best_epoch", "seconds", "images_per_second", "threads"]  # fmt: skip
+          "test_accuracy", "best_epoch", "seconds", "images_per_second", "threads"]
 
 
 def make_spec(name: str, task: Task) -> ArchSpec:
@@ -75,7 +75,7 @@ def run_one(name: str, spec: ArchSpec, kind: str, size: int, epochs: int, ds, sp
             "macs": s["macs"], "val_by_epoch": json.dumps(by_epoch), "val_accuracy": s["val_accuracy"],
             "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"],
             "seconds": round(time.perf_counter() - start, 1), "images_per_second": s["train_images_per_second"],
-            "threads": threads}  # fmt: skip
+            "threads": threads}
 
 
 def gpu_reference(folder: Path | None) -> dict[str, float]:
@@ -104,13 +104,13 @@ def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame,
             if len(pts) >= 4:
                 x, y, sec = zip(*pts)
                 out.append({"proxy": f"{size}px x {rung} ep", "n": len(pts), "spearman": spearmanr(x, y).statistic,
-                            "kendall": kendalltau(x, y).statistic, "median_seconds": float(pd.Series(sec).median())})  # fmt: skip
+                            "kendall": kendalltau(x, y).statistic, "median_seconds": float(pd.Series(sec).median())})
     params = {r["spec"]: int(r["params"]) for r in rows}
     pts = [(params[n], target[n]) for n in target if n in params]
     if len(pts) >= 4:
         x, y = zip(*pts)
         out.append({"proxy": "parameter count alone", "n": len(pts), "spearman": spearmanr(x, y).statistic,
-                    "kendall": kendalltau(x, y).statistic, "median_seconds": 0.0})  # fmt: skip
+                    "kendall": kendalltau(x, y).statistic, "median_seconds": 0.0})
     check = pd.DataFrame([{"spec": n, "cpu_test": c, "gpu_test": g} for n, c, g in confirmed])
     table = pd.DataFrame(out)
     table.attrs["sources"] = source
@@ -148,7 +148,7 @@ def main() -> None:
         row = run_one(name, make_spec(name, task), kind, size, epochs, ds, split, args.threads)
         append_row(runs_csv, row)
         print({k: row[k] for k in ("spec", "kind", "input_size", "epochs", "val_accuracy", "test_accuracy",
-                                   "seconds")}, flush=True)  # fmt: skip
+                                   "seconds")}, flush=True)
     rows = done_rows(runs_csv)
     table, check = correlations(rows, gpu_reference(args.gpu_reference))
     if not check.empty:
@@ -166,7 +166,7 @@ def main() -> None:
                      "train": "TrainConfig defaults, no distillation, seed 0", "split": split.sizes(),
                      "target": "converged test accuracy (best-validation epoch)"},
         "dataset_fingerprint": ds.fingerprint, "environment": environment(0),
-    }, indent=2, default=str))  # fmt: skip
+    }, indent=2, default=str))
 
 
 if __name__ == "__main__":

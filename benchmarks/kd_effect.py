@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluators.data import load_dataset, make_split  # noqa: E402
-from evaluators.run import train_spec  # noqa: E402
-from evaluators.runinfo import environment  # noqa: E402
-from evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
-from evaluators.trainer import TrainConfig  # noqa: E402
-from search_spaces.base import Task, get_space  # noqa: E402
+from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
+from defect_nas.evaluators.run import train_spec  # noqa: E402
+from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
+from defect_nas.evaluators.trainer import TrainConfig  # noqa: E402
+from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
                 s = r.summary
                 rows.append({"arch": name, "kd": kd, "seed": seed, "test_accuracy": s["test_accuracy"],
                              "val_accuracy": s["val_accuracy"], "macs": s["macs"], "params": s["params"],
-                             "train_seconds": s["train_seconds"]})  # fmt: skip
+                             "train_seconds": s["train_seconds"]})
                 print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     table = (df.groupby(["arch", "kd"], sort=False)["test_accuracy"].agg(["mean", "std", "count"]).reset_index())
@@ -67,7 +67,7 @@ def main() -> None:
         "train_config": {"epochs": args.epochs, "input_size": args.input_size, "kd_alpha": 0.5,
                          "kd_temperature": 4.0, "views": "8 flips/rotations"},
         "split": split.sizes(), "dataset_fingerprint": ds.fingerprint, "environment": environment(None),
-    }, indent=2, default=str))  # fmt: skip
+    }, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -27,22 +27,22 @@ def one(arch: str, precision: str, seed: int, epochs: int, patience: int | None,
     import torch
 
     torch.set_num_threads(1)
-    from evaluators.data import load_dataset, make_split
-    from evaluators.run import train_spec
-    from evaluators.trainer import TrainConfig, evaluate
-    from nas.spec import ArchSpec
+    from defect_nas.core.spec import ArchSpec
+    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.evaluators.run import train_spec
+    from defect_nas.evaluators.trainer import TrainConfig, evaluate
 
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     spec = ArchSpec.from_json(Path(arch).read_text())
     cfg = TrainConfig(epochs=epochs, input_size=200, precision=precision, seed=seed, patience=patience,
-                      time_budget_s=budget)  # fmt: skip
+                      time_budget_s=budget)
     r = train_spec(spec, ds, split, cfg, latency=False)
     row = {"arch": Path(arch).parent.name, "train_precision": precision, "seed": seed, "epochs": epochs,
            "params": r.summary["params"], "macs": r.summary["macs"], "best_epoch": r.summary["best_epoch"],
            "epochs_run": r.summary["epochs_run"], "planned_epochs": r.summary["planned_epochs"],
            "stop_reason": r.summary["stop_reason"], "patience": patience, "time_budget_s": budget,
-           "train_seconds": round(r.summary["train_seconds"], 1)}  # fmt: skip
+           "train_seconds": round(r.summary["train_seconds"], 1)}
     for ev in ("bf16", "fp32"):
         for part, idx in (("val", split.val), ("test", split.test)):
             m = evaluate(r.model, ds.images[idx], ds.labels[idx], ds.class_names, precision=ev)
@@ -62,10 +62,12 @@ def main() -> None:
     ap.add_argument("--name", default="precision")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    jobs = [(args.arch, p, s, args.epochs, args.patience, args.time_budget) for s in args.seeds for p in args.precisions]
+    jobs = [
+        (args.arch, p, s, args.epochs, args.patience, args.time_budget) for s in args.seeds for p in args.precisions
+    ]
     with mp.get_context("spawn").Pool(len(jobs)) as pool:
         rows = pool.starmap(one, jobs)
-    from evaluators.runinfo import environment
+    from defect_nas.evaluators.runinfo import environment
 
     df = pd.DataFrame(rows)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -75,7 +77,7 @@ def main() -> None:
     (out / f"{args.name}.json").write_text(json.dumps({
         "runs": rows, "protocol": {"input_size": 200, "epochs": args.epochs, "train": "TrainConfig defaults",
                                    "split": "seed 0 (the reference run's)", "processes": len(jobs), "threads": 1},
-        "environment": environment(None)}, indent=2, default=str))  # fmt: skip
+        "environment": environment(None)}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -29,9 +29,9 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
     import optuna
     import torch
 
-    from nas.engine import top_k, trial_rows
-    from nas.search import run_search
-    from nas.search_config import SearchConfig
+    from defect_nas.core.search_config import SearchConfig
+    from defect_nas.nas.engine import top_k, trial_rows
+    from defect_nas.nas.search import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
@@ -39,7 +39,7 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
                        time_budget_s=args["minutes"] * 60, explore_share=0.98, promote_share=0.0,
                        epochs=args["epochs"],
                        proxy_input_size=args["proxy_input_size"], min_epochs=2, min_accuracy=args["min_accuracy"],
-                       seed=seed, teacher=args["teacher"], baselines=("none",))  # fmt: skip
+                       seed=seed, teacher=args["teacher"], baselines=("none",))
     run_dir = Path(out) / f"{strategy}-s{seed}"
     summary = run_search(cfg, run_dir, workers=1, threads=1, log=lambda m: None, finalize=False)
     study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
@@ -52,7 +52,7 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
             "best_val_netscore": max((r["netscore"] for r in above), default=None),
             "best_val_accuracy": max((r["val_accuracy"] for r in ok), default=None),
             "best_trial": best[0]["number"] if best else None,
-            "best_test_accuracy": best[0]["test_accuracy"] if best else None}  # fmt: skip
+            "best_test_accuracy": best[0]["test_accuracy"] if best else None}
 
 
 def main() -> None:
@@ -86,12 +86,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "search_vs_random.csv", index=False)
-    from evaluators.runinfo import environment
+    from defect_nas.evaluators.runinfo import environment
 
     (out / "search_vs_random.json").write_text(json.dumps(
         {"runs": rows, "settings": vars(args), "note": "scores are validation NetScore (dB) of the best feasible "
          "trial above the accuracy floor; test accuracy of that trial at search fidelity",
-         "environment": environment(None)}, indent=2, default=str))  # fmt: skip
+         "environment": environment(None)}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluators.data import load_dataset, make_split  # noqa: E402
-from evaluators.runinfo import environment  # noqa: E402
-from evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
+from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
+from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         t = ensure_teacher(ds, split, cfg)
         rows.append({"teacher": "vgg16", "init": init, "provenance": t.provenance, "epochs": args.epochs,
                      "input_size": args.input_size, "val_accuracy": t.val_accuracy, "test_accuracy": t.test_accuracy,
-                     "minutes": t.seconds / 60, "from_cache": t.from_cache})  # fmt: skip
+                     "minutes": t.seconds / 60, "from_cache": t.from_cache})
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     print(df.to_string(index=False))
@@ -48,7 +48,7 @@ def main() -> None:
     df.to_csv(out / "teacher_transfer.csv", index=False)
     (out / "teacher_transfer.json").write_text(json.dumps(
         {"rows": rows, "split": split.sizes(), "dataset_fingerprint": ds.fingerprint,
-         "environment": environment(0)}, indent=2, default=str))  # fmt: skip
+         "environment": environment(0)}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -44,14 +44,14 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluators.augment import resize_uint8  # noqa: E402
-from evaluators.data import load_dataset, make_split  # noqa: E402
-from evaluators.runinfo import environment  # noqa: E402
-from evaluators.trainer import TrainConfig, TrainData, evaluate, resolve_precision, train  # noqa: E402
-from nas.budget import Budget, fit  # noqa: E402
-from nas.cost import cost  # noqa: E402
-from search_spaces.base import Task, get_space  # noqa: E402
-from search_spaces.build import build  # noqa: E402
+from defect_nas.core.budget import Budget, fit  # noqa: E402
+from defect_nas.core.cost import cost  # noqa: E402
+from defect_nas.evaluators.augment import resize_uint8  # noqa: E402
+from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
+from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, resolve_precision, train  # noqa: E402
+from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
+from defect_nas.search_spaces.build import build  # noqa: E402
 
 BATCH = 32
 LR, WD, SMOOTHING = 2e-3, 1e-4, 0.1
@@ -117,15 +117,21 @@ def run_baseline(spec, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int)
             step += 1
             seen += len(yb)
     seconds = time.perf_counter() - start
-    return {"images": seen, "seconds": seconds, "img_s": seen / seconds, "last_epoch_loss": statistics.mean(last_losses),
-            "precision": "fp32", "channels_last": False}  # fmt: skip
+    return {
+        "images": seen,
+        "seconds": seconds,
+        "img_s": seen / seconds,
+        "last_epoch_loss": statistics.mean(last_losses),
+        "precision": "fp32",
+        "channels_last": False,
+    }
 
 
 def run_fast(spec, data: TrainData, epochs: int, input_size: int | None, seed: int, precision: str, cl: bool) -> dict:
     model = fresh_model(spec, seed)
     cfg = TrainConfig(epochs=epochs, input_size=input_size, batch_size=BATCH, optimizer="adamw", lr=LR,
                       weight_decay=WD, label_smoothing=SMOOTHING, views=True, precision=precision,
-                      channels_last=cl, seed=seed)  # fmt: skip
+                      channels_last=cl, seed=seed)
     r = train(model, data, cfg)
     # what the per-epoch validation (32 images) costs, timed on its own, to show it is small
     t = time.perf_counter()
@@ -134,7 +140,7 @@ def run_fast(spec, data: TrainData, epochs: int, input_size: int | None, seed: i
     steps = max(1, len(data.x_train) // BATCH)
     return {"images": steps * BATCH * epochs, "seconds": r.seconds, "img_s": r.images_per_second,
             "last_epoch_loss": r.history[-1]["loss"], "precision": r.precision, "channels_last": cl,
-            "val_seconds_per_epoch": val_s}  # fmt: skip
+            "val_seconds_per_epoch": val_s}
 
 
 def main() -> None:
@@ -143,7 +149,12 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=200, help="200 (NEU native) or e.g. 100 (proxy fidelity)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-train-images", type=int, default=None, help="cap the training images (a seeded random subset), to make a run cheaper")
+    ap.add_argument(
+        "--max-train-images",
+        type=int,
+        default=None,
+        help="cap the training images (a seeded random subset), to make a run cheaper",
+    )
     ap.add_argument("--no-ablation", action="store_true", help="only baseline vs the fast trainer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/benchmarks")
@@ -164,17 +175,21 @@ def main() -> None:
     k = len(ds.class_names)
 
     base_spec = fit(get_space("residual").prototypes(Task(1, 200, k))["resnet-proto"], Budget(100e6))
-    spec = base_spec if size == base_spec.input_size else type(base_spec).from_dict({**base_spec.to_dict(), "input_size": size})
+    spec = (
+        base_spec
+        if size == base_spec.input_size
+        else type(base_spec).from_dict({**base_spec.to_dict(), "input_size": size})
+    )
     c = cost(spec)
     # the fast trainer resizes inside train() (before its timer); the baseline gets the same pixels, resized up front
     x_base = resize_uint8(x_train, size) if size != native else x_train
     data = TrainData(x_train, y_train, ds.images[val_idx], ds.labels[val_idx], ds.class_names,
-                     negative_classes=ds.negative_classes)  # fmt: skip
+                     negative_classes=ds.negative_classes)
     train_size = None if size == native else size
     print(f"NEU train {len(x_train)} images ({x_train.shape[-1]} px native -> {size} px), val for the trainer "
           f"{len(val_idx)} images; model resnet-proto@100M: {c.macs / 1e6:.1f} M MACs at {size} px, "
           f"{c.params / 1e3:.0f} k params; {args.epochs} epochs, {args.repeats} repeats, {args.threads} thread(s); "
-          f"bf16 auto -> {resolve_precision('auto')}", flush=True)  # fmt: skip
+          f"bf16 auto -> {resolve_precision('auto')}", flush=True)
 
     variants = ["baseline (DataLoader fp32 NCHW)"]
     variants += list(FAST_VARIANTS) if not args.no_ablation else ["fast (bf16 auto + channels_last)"]
@@ -199,7 +214,7 @@ def main() -> None:
             r.update(variant=name, repeat=rep)
             runs.append(r)
             print(f"  repeat {rep}: {name:34s} {r['img_s']:7.1f} img/s ({r['seconds']:.1f} s, "
-                  f"last-epoch loss {r['last_epoch_loss']:.3f})", flush=True)  # fmt: skip
+                  f"last-epoch loss {r['last_epoch_loss']:.3f})", flush=True)
 
     base_by_rep = {r["repeat"]: r["img_s"] for r in runs if r["variant"].startswith("baseline")}
     rows = []
@@ -218,7 +233,7 @@ def main() -> None:
             "speedup_median": statistics.median(ratios),
             "speedup_per_repeat": " ".join(f"{v:.2f}" for v in ratios),
             "last_epoch_loss_median": statistics.median(r["last_epoch_loss"] for r in mine),
-        })  # fmt: skip
+        })
     df = pd.DataFrame(rows)
     headline = next(r for r in rows if r["variant"].startswith("fast (bf16"))
     wall = time.perf_counter() - wall0
@@ -228,19 +243,27 @@ def main() -> None:
         from rich.table import Table
 
         t = Table(title=f"Training throughput, resnet-proto@100M, NEU {size}px, {args.epochs} epochs, "
-                        f"{args.repeats} repeats, {args.threads} thread(s)")  # fmt: skip
-        for col in ("variant", "precision", "channels_last", "img/s median", "min..max", "speedup (median)", "per repeat"):
+                        f"{args.repeats} repeats, {args.threads} thread(s)")
+        for col in (
+            "variant",
+            "precision",
+            "channels_last",
+            "img/s median",
+            "min..max",
+            "speedup (median)",
+            "per repeat",
+        ):
             t.add_column(col, justify="left" if col == "variant" else "right")
         for r in rows:
             t.add_row(r["variant"], r["precision"], str(r["channels_last"]), f"{r['img_s_median']:.1f}",
                       f"{r['img_s_min']:.1f}..{r['img_s_max']:.1f}", f"{r['speedup_median']:.2f}x",
-                      r["speedup_per_repeat"])  # fmt: skip
+                      r["speedup_per_repeat"])
         Console(width=160).print(t)
     except ImportError:
         print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     verdict = "meets" if headline["speedup_median"] >= 1.8 else "misses"
     print(f"fast trainer vs DataLoader baseline: {headline['speedup_median']:.2f}x (median of per-repeat ratios); "
-          f"{verdict} the 1.8x goal. Wall time {wall:.0f} s.")  # fmt: skip
+          f"{verdict} the 1.8x goal. Wall time {wall:.0f} s.")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,13 +278,29 @@ def main() -> None:
         "meets_goal": headline["speedup_median"] >= 1.8,
         "rows": rows,
         "runs": runs,
-        "model": {"space": "residual", "prototype": "resnet-proto", "budget_macs": 100e6, "input_size": size,
-                  "macs": c.macs, "params": c.params, "spec": spec.to_dict()},  # fmt: skip
-        "data": {"dataset": "neu", "fingerprint": ds.fingerprint, "split_seed": 0, "train_images": len(x_train),
-                 "trainer_val_images": len(val_idx), "native_size": native, "input_size": size},  # fmt: skip
+        "model": {
+            "space": "residual",
+            "prototype": "resnet-proto",
+            "budget_macs": 100e6,
+            "input_size": size,
+            "macs": c.macs,
+            "params": c.params,
+            "spec": spec.to_dict(),
+        },
+        "data": {
+            "dataset": "neu",
+            "fingerprint": ds.fingerprint,
+            "split_seed": 0,
+            "train_images": len(x_train),
+            "trainer_val_images": len(val_idx),
+            "native_size": native,
+            "input_size": size,
+        },
         "timing": {
-            "baseline": "first batch request to last optimizer step; DataLoader + per-image aug included; no evaluation",
-            "fast": "TrainResult.images_per_second: train loop plus per-epoch validation on 32 images and best-state copy",
+            "baseline": "first batch request to last optimizer step; DataLoader + per-image aug included;"
+            " no evaluation",
+            "fast": "TrainResult.images_per_second: train loop plus per-epoch validation"
+            " on 32 images and best-state copy",
             "fast_val_seconds_per_epoch_median": statistics.median(val_s) if val_s else None,
             "warmup": "every variant runs once, untimed, on 2 batches before the repeats",
             "order": "variants alternate order each repeat (forward on even repeats, reversed on odd)",

@@ -18,19 +18,19 @@ def main() -> None:
     run = Path(sys.argv[1])
     split = json.loads((run / "split.json").read_text())
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from evaluators.data.registry import REGISTERED, find_registered
+    from defect_nas.evaluators.data.registry import REGISTERED, find_registered
 
     name = json.loads((run / "config.json").read_text())["dataset"]
     data_root = find_registered(name.lower()) if name.lower() in REGISTERED else Path(name)
     files = [data_root / p for p in split["test"]]
-    cli = [sys.executable, "-m", "cli.main", "predict", str(run / "winner"), *map(str, files), "--json"]
+    cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *map(str, files), "--json"]
     out = subprocess.run(cli, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     preds = json.loads(out.stdout)
     rows = [{"file": p, "label": Path(p).parent.name, "predicted": o["label"], "probability": o["probability"]}
-            for p, o in zip(split["test"], preds)]  # fmt: skip
+            for p, o in zip(split["test"], preds)]
     correct = sum(r["label"] == r["predicted"] for r in rows)
     result = {"run": str(run), "test_files": len(rows), "correct": correct, "accuracy": 100 * correct / len(rows),
-              "wrong": [r for r in rows if r["label"] != r["predicted"]], "predictions": rows}  # fmt: skip
+              "wrong": [r for r in rows if r["label"] != r["predicted"]], "predictions": rows}
     (run / "predict_check.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"defect-nas predict on {len(rows)} recorded test files: {correct} correct, {result['accuracy']:.2f}%")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from evaluators.data import NEU_CLASSES
-from evaluators.data.dataset import Dataset, build_dataset
-from evaluators.data.imageio import pixel_hash
+from defect_nas.evaluators.data import NEU_CLASSES
+from defect_nas.evaluators.data.dataset import Dataset, build_dataset
+from defect_nas.evaluators.data.imageio import pixel_hash
 
 NEU_PREFIX = {
     "crazing": "Cr",
@@ -219,4 +219,4 @@ def learnable_dataset(classes: int = 3, per_class: int = 40, size: int = 32, see
         class_names=[f"period{2 + 2 * c}" for c in range(classes)],
         paths=[f"c{c}/{i}.png" for i, c in enumerate(labels)],
         content_ids=[pixel_hash(p) for p in pixels], layout="synthetic",
-    )  # fmt: skip
+    )

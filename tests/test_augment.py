@@ -2,7 +2,7 @@
 
 import torch
 
-from evaluators.augment import NUM_VIEWS, apply_views, dihedral, random_resized_crop, resize_uint8
+from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, dihedral, random_resized_crop, resize_uint8
 
 
 def test_the_eight_views_are_distinct_and_form_the_dihedral_group():

@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from nas.budget import Budget, fit
-from nas.cost import cost, macs
-from nas.errors import DefectNasError, Infeasible
-from nas.spec import ArchSpec, Basic, Conv
-from search_spaces.base import RandomTrial, Task, all_spaces
+from defect_nas.core.budget import Budget, fit
+from defect_nas.core.cost import cost, macs
+from defect_nas.core.errors import DefectNasError, Infeasible
+from defect_nas.core.spec import ArchSpec, Basic, Conv
+from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
 
 SPACES = sorted(all_spaces())
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from nas.spec import LW, LW_KERNELS, ArchSpec, Basic, Bottleneck, Conv, Head
-from search_spaces.base import RandomTrial, Task, all_spaces
-from search_spaces.blocks import LWBottleneck
-from search_spaces.build import build
+from defect_nas.core.spec import LW_KERNELS, ArchSpec, Basic, Bottleneck, Conv, Head
+from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
+from defect_nas.search_spaces.blocks import LWBottleneck
+from defect_nas.search_spaces.build import build
 
 SPACES = sorted(all_spaces())
 
@@ -82,14 +82,14 @@ def test_strided_pointwise_shortcut_equals_a_strided_conv_and_survives_channels_
     import subprocess
     import sys
 
-    from search_spaces.blocks import conv_bn
+    from defect_nas.search_spaces.blocks import conv_bn
 
     shortcut = conv_bn(4, 8, 1, 2)[0]
     x = torch.rand(2, 4, 16, 16)
     assert torch.allclose(shortcut(x), torch.nn.functional.conv2d(x, shortcut.weight, stride=2), atol=1e-6)
     code = (
         "import torch\n"
-        "from search_spaces.blocks import basic_block\n"
+        "from defect_nas.search_spaces.blocks import basic_block\n"
         "m = basic_block(4, 8, 3, 2).to(memory_format=torch.channels_last)\n"
         "for _ in range(3):\n"
         "    m(torch.rand(32, 4, 112, 112).contiguous(memory_format=torch.channels_last)).sum().backward()\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
-from nas.cost import macs, params
-from search_spaces.base import Task, all_spaces
+from defect_nas.cli.main import main
+from defect_nas.core.cost import macs, params
+from defect_nas.search_spaces.base import Task, all_spaces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_spaces_lists_every_space_and_prototype(capsys):
 def test_sample_prints_a_fitted_spec_and_writes_it(capsys, tmp_path):
     target = tmp_path / "arch.json"
     code, out, _ = run(capsys, "sample", "--space", "residual", "--budget-flops", "100e6", "--input-size",
-                       "200", "--seed", "0", "--json", "--out", str(target))  # fmt: skip
+                       "200", "--seed", "0", "--json", "--out", str(target))
     r = json.loads(out)
     assert code == 0 and r["in_budget"] and 95e6 <= r["macs"] <= 105e6
     assert json.loads(target.read_text()) == r["spec"]
@@ -77,8 +77,8 @@ def test_bad_input_gives_one_line_and_exit_2(argv, message, tmp_path):
     bad.write_text("{oops")
     argv = [str(bad) if a == "BAD" else a for a in argv]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True, env=env,
-                       cwd=tmp_path, timeout=120)  # fmt: skip
+    p = subprocess.run([sys.executable, "-m", "defect_nas", *argv], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=120)
     assert p.returncode == 2
     assert message in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

@@ -6,12 +6,13 @@ import random
 import pytest
 import torch
 
-from nas.budget import Budget, fit
-from nas.cost import cost, fvcore_macs, macs, params, ptflops_macs
-from nas.errors import Infeasible, SpecError
-from nas.spec import ArchSpec, Conv, Head
-from search_spaces.base import RandomTrial, Task, all_spaces
-from search_spaces.build import build
+from defect_nas.core.budget import Budget, fit
+from defect_nas.core.cost import cost, macs, params
+from defect_nas.core.errors import Infeasible, SpecError
+from defect_nas.core.spec import ArchSpec, Conv, Head
+from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs
+from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
+from defect_nas.search_spaces.build import build
 
 SPACES = sorted(all_spaces())
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from datagen import make_dagm
 
-from evaluators.data import (
+from defect_nas.core.errors import DataError
+from defect_nas.evaluators.data import (
     check_split,
     dagm_image_labels,
     dagm_image_predictions,
@@ -21,7 +22,6 @@ from evaluators.data import (
     load_dataset,
     make_split,
 )
-from nas.errors import DataError
 
 # --------------------------------------------------------------------------- voting and patches
 

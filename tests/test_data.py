@@ -13,7 +13,8 @@ import torch
 from datagen import make_dagm, make_neu, save, texture, zip_dir
 from PIL import Image
 
-from evaluators.data import (
+from defect_nas.core.errors import DataError, DefectNasError
+from defect_nas.evaluators.data import (
     NEU_CLASSES,
     Dataset,
     check_split,
@@ -25,7 +26,6 @@ from evaluators.data import (
     neu_class,
     neu_class_from_stem,
 )
-from nas.errors import DataError, DefectNasError
 
 # --------------------------------------------------------------------------- NEU layouts
 

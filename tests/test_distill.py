@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluators.distill import DistillLoss, kd_kl, kd_l2
-from nas.errors import DefectNasError
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.distill import DistillLoss, kd_kl, kd_l2
 
 LN3 = math.log(3.0)
 

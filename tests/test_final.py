@@ -2,21 +2,18 @@
 training has, accuracy-first promotion, the winner's choice, and a short budget kept end to end."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from datagen import learnable_dataset
-from evaluators.data import make_split
-from evaluators.trainer import TrainConfig, TrainData, train
-from nas.final import TimePlan, choose_winner, promotion_candidates, reserve_seconds
-from nas.search_config import SearchConfig
-from nas.spec import ArchSpec, Basic, Conv, Head
-from search_spaces.build import build
+
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
+from defect_nas.evaluators.data import make_split
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
+from defect_nas.nas.final import TimePlan, choose_winner, promotion_candidates, reserve_seconds
+from defect_nas.search_spaces.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ArchSpec(1, 40, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
@@ -38,7 +35,7 @@ def test_a_time_budget_sizes_the_schedule_and_stops_training_in_time():
     ds = learnable_dataset(classes=3, per_class=150, size=40)
     split = make_split(ds, seed=0)
     td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
-                   ds.class_names)  # fmt: skip
+                   ds.class_names)
     start = time.perf_counter()
     r = train(build(SPEC), td, TrainConfig(epochs=100_000, batch_size=16, time_budget_s=4.0))
     took = time.perf_counter() - start
@@ -53,7 +50,7 @@ def test_training_stops_on_a_validation_plateau():
     ds = learnable_dataset(classes=3, per_class=60, size=40)
     split = make_split(ds, seed=0)
     td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
-                   ds.class_names)  # fmt: skip
+                   ds.class_names)
     r = train(build(SPEC), td, TrainConfig(epochs=60, batch_size=16, lr=1e-9, patience=5))  # it cannot learn
     assert r.stop_reason == "plateau" and len(r.history) < 60
     # counted in the schedule's second half only, then a 6-epoch anneal (10% of 60) instead of a stop
@@ -64,12 +61,12 @@ def test_training_stops_on_a_validation_plateau():
 
 def _row(n, val, params, digest=None, state="COMPLETE", feasible=True):
     return {"number": n, "state": state, "feasible": feasible, "val_accuracy": val, "netscore": 100 - params / 1e4,
-            "spec_digest": digest or f"d{n}", "params": params, "macs": 1e8}  # fmt: skip
+            "spec_digest": digest or f"d{n}", "params": params, "macs": 1e8}
 
 
 def test_promotion_is_accuracy_first_one_per_architecture_and_respects_the_floor():
     rows = [_row(0, 97.0, 40_000), _row(1, 99.0, 600_000), _row(2, 99.0, 100_000), _row(3, 99.0, 90_000, "d2"),
-            _row(4, 99.5, 50_000, state="PRUNED"), _row(5, 99.9, 50_000, feasible=False), _row(6, 90.0, 1_000)]  # fmt: skip
+            _row(4, 99.5, 50_000, state="PRUNED"), _row(5, 99.9, 50_000, feasible=False), _row(6, 90.0, 1_000)]
     got = [r["number"] for r in promotion_candidates(rows, 3, min_accuracy=95)]
     assert got == [3, 1, 0]  # 99% first (ties to NetScore); trial 3 stands for trial 2's architecture
     assert [r["number"] for r in promotion_candidates(rows, 5, min_accuracy=99.5)] == [3, 1, 0, 6]  # no one: all
@@ -78,7 +75,7 @@ def test_promotion_is_accuracy_first_one_per_architecture_and_respects_the_floor
 def test_winner_is_the_best_netscore_within_the_accuracy_margin():
     promoted = [{"trial": 1, "val_accuracy": 100.0, "val_netscore": 90.0},
                 {"trial": 2, "val_accuracy": 99.2, "val_netscore": 95.0},
-                {"trial": 3, "val_accuracy": 98.5, "val_netscore": 99.0}]  # fmt: skip
+                {"trial": 3, "val_accuracy": 98.5, "val_netscore": 99.0}]
     assert choose_winner(promoted, margin=1.0)["trial"] == 2
     assert choose_winner(promoted, margin=0.0)["trial"] == 1
     assert choose_winner(promoted, margin=2.0)["trial"] == 3
@@ -94,8 +91,8 @@ def test_an_older_run_config_loads_with_todays_defaults_for_new_keys():
 
 
 def test_a_short_time_budget_is_kept_and_the_summary_says_what_each_finalist_trained(tmp_path):
-    from test_search import cli  # the same subprocess helper and tiny dataset as the search tests
     from PIL import Image
+    from test_search import cli  # the same subprocess helper and tiny dataset as the search tests
 
     ds = learnable_dataset(classes=3, per_class=30, size=48)
     parts = tmp_path / "parts"
@@ -106,7 +103,7 @@ def test_a_short_time_budget_is_kept_and_the_summary_says_what_each_finalist_tra
     argv = ["search", "--dataset", str(parts), "--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1",
             "--proxy-input-size", "32", "--min-accuracy", "0", "--top-k", "2", "--promote-share", "0.3",
             "--final-seeds", "2", "--final-epochs", "100000", "--patience", "100000", "--promote-epochs", "100000",
-            "--workers", "2", "--time-budget", f"{budget}s", "--results", str(tmp_path / "r"), "--json"]  # fmt: skip
+            "--workers", "2", "--time-budget", f"{budget}s", "--results", str(tmp_path / "r"), "--json"]
     start = time.time()
     out = json.loads(cli(*argv).stdout)
     took = time.time() - start

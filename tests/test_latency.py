@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from evaluators.latency import (
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.latency import (
     LatencyResult,
     OnnxMismatchError,
     cpu_model,
@@ -19,7 +20,6 @@ from evaluators.latency import (
     measure_latency,
     ort_session,
 )
-from nas.errors import DefectNasError
 
 SHAPE = (1, 24, 24)
 FAST = dict(warmup=1, repeats=3, batch_size_throughput=4)

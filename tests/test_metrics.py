@@ -1,13 +1,14 @@
 """Metrics checked against vectors computed by hand."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from evaluators.metrics import Metrics, compute_metrics, confusion_matrix
-from nas.errors import DefectNasError
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.metrics import Metrics, compute_metrics, confusion_matrix
 
 NAMES = ["good", "scratch", "dent"]
 LABELS = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -79,7 +80,7 @@ def test_to_dict_is_json_friendly():
     assert d["per_class_accuracy_by_name"]["good"] == pytest.approx(50.0)
     assert d["negative_classes"] == [0]
     assert isinstance(m, Metrics)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         m.accuracy = 1.0  # frozen
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nas.errors import DefectNasError
-from nas.netscore import NetScoreConfig, netscore
+from defect_nas.core.errors import DefectNasError
+from defect_nas.core.netscore import NetScoreConfig, netscore
 
 
 def test_tinydefectnet_and_resnet50_vectors():

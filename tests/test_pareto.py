@@ -1,6 +1,6 @@
 """Pareto fronts: exactly the non-dominated candidates."""
 
-from nas.pareto import pareto_front
+from defect_nas.core.pareto import pareto_front
 
 
 def test_front_keeps_only_non_dominated_points():
@@ -17,5 +17,5 @@ def test_front_keeps_only_non_dominated_points():
 def test_several_cost_axes():
     rows = [{"n": 0, "val_accuracy": 90, "macs": 100, "latency_ms": 1.0},
             {"n": 1, "val_accuracy": 90, "macs": 100, "latency_ms": 2.0},
-            {"n": 2, "val_accuracy": 90, "macs": 90, "latency_ms": 3.0}]  # fmt: skip
+            {"n": 2, "val_accuracy": 90, "macs": 90, "latency_ms": 3.0}]
     assert {r["n"] for r in pareto_front(rows, minimize=("macs", "latency_ms"))} == {0, 2}

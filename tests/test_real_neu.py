@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from defect_nas.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def neu_subset(tmp_path_factory) -> Path:
 
 def test_residual_prototype_learns_real_steel_defects(neu_subset, tmp_path, capsys):
     code = main(["train", "--arch", "prototype:residual/resnet-proto", "--dataset", str(neu_subset), "--teacher",
-                 "none", "--epochs", "15", "--input-size", "64", "--results", str(tmp_path), "--json"])  # fmt: skip
+                 "none", "--epochs", "15", "--input-size", "64", "--results", str(tmp_path), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["test_accuracy"] > 60  # six classes: chance is 16.7%
@@ -40,7 +40,7 @@ def test_search_on_real_images_exports_a_working_winner(neu_subset, tmp_path, ca
     code = main(["search", "--dataset", str(neu_subset), "--budget-flops", "100e6", "--trials", "4", "--epochs", "3",
                  "--min-epochs", "1", "--proxy-input-size", "48", "--final-epochs", "3", "--final-seeds", "2",
                  "--final-input-size", "64", "--top-k", "1", "--teacher", "none", "--baselines", "none",
-                 "--min-accuracy", "0", "--workers", "2", "--results", str(tmp_path), "--json"])  # fmt: skip
+                 "--min-accuracy", "0", "--workers", "2", "--results", str(tmp_path), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["winner"]["seeds"] == 2
     image = next((neu_subset / "scratches").iterdir())

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from datagen import learnable_dataset, make_neu
 from PIL import Image
 
-from cli.main import main
-from datagen import learnable_dataset, make_neu
+from defect_nas.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,14 +31,14 @@ def parts_folder(tmp_path_factory) -> Path:
 def arch(tmp_path, capsys) -> Path:
     path = tmp_path / "arch.json"
     assert main(["sample", "--space", "residual", "--seed", "1", "--budget-flops", "2e6", "--input-size", "48",
-                 "--classes", "3", "--out", str(path), "--json"]) == 0  # fmt: skip
+                 "--classes", "3", "--out", str(path), "--json"]) == 0
     capsys.readouterr()
     return path
 
 
 def test_train_writes_a_complete_run_folder(parts_folder, arch, tmp_path, capsys):
     code = main(["train", "--arch", str(arch), "--dataset", str(parts_folder), "--teacher", "none", "--epochs", "3",
-                 "--results", str(tmp_path / "results"), "--json"])  # fmt: skip
+                 "--results", str(tmp_path / "results"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     for key in ("test_accuracy", "val_accuracy", "macs", "params", "netscore", "latency_ms", "run_dir"):
@@ -46,7 +46,7 @@ def test_train_writes_a_complete_run_folder(parts_folder, arch, tmp_path, capsys
     assert 0 <= out["test_accuracy"] <= 100 and out["latency_ms"] > 0 and out["macs"] > 0
     run = Path(out["run_dir"])
     for name in ("config.json", "environment.json", "split.json", "metrics.json", "arch.json", "history.csv",
-                 "weights.safetensors"):  # fmt: skip
+                 "weights.safetensors"):
         assert (run / name).is_file(), name
     split = json.loads((run / "split.json").read_text())
     assert split["fingerprint"] and not any(p.startswith("/") for part in ("train", "val", "test") for p in split[part])
@@ -59,7 +59,7 @@ def test_train_same_seed_same_result(parts_folder, arch, tmp_path, capsys):
     results = []
     for _ in range(2):
         main(["train", "--arch", str(arch), "--dataset", str(parts_folder), "--teacher", "none", "--epochs", "2",
-              "--precision", "fp32", "--no-latency", "--results", str(tmp_path), "--json"])  # fmt: skip
+              "--precision", "fp32", "--no-latency", "--results", str(tmp_path), "--json"])
         results.append(json.loads(capsys.readouterr().out))
     assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
     assert results[0]["val_accuracy"] == results[1]["val_accuracy"]
@@ -75,9 +75,11 @@ def test_train_same_seed_same_result(parts_folder, arch, tmp_path, capsys):
 )
 def test_train_bad_input_is_one_line(parts_folder, tmp_path, extra, message):
     argv = ["train", "--arch", "prototype:lw/lw@0.35", "--dataset", str(parts_folder), "--teacher", "none",
-            "--results", str(tmp_path), *extra]  # fmt: skip
+            "--results", str(tmp_path), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "defect_nas", *argv], capture_output=True, text=True, env=env, timeout=300
+    )
     assert p.returncode == 2, p.stderr
     assert message in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
@@ -96,10 +98,10 @@ def test_dagm_is_scored_per_image_by_the_9_patch_vote(tmp_path, capsys):
     make_dagm(tmp_path / "dagm", textures=2, train=(3, 3), test=(2, 2), size=256)
     arch = tmp_path / "arch.json"
     main(["sample", "--space", "residual", "--seed", "0", "--budget-flops", "3e6", "--input-size", "224",
-          "--classes", "4", "--out", str(arch), "--json"])  # fmt: skip
+          "--classes", "4", "--out", str(arch), "--json"])
     capsys.readouterr()
     code = main(["train", "--arch", str(arch), "--dataset", str(tmp_path / "dagm"), "--teacher", "none",
-                 "--epochs", "1", "--no-latency", "--results", str(tmp_path / "r"), "--json"])  # fmt: skip
+                 "--epochs", "1", "--no-latency", "--results", str(tmp_path / "r"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     image = out["test_image_metrics"]

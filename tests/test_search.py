@@ -12,22 +12,22 @@ from pathlib import Path
 
 import optuna
 import pytest
+from datagen import learnable_dataset
 from PIL import Image
 
-from datagen import learnable_dataset
-from nas.storage import open_storage
+from defect_nas.nas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--budget-flops", "2e6", "--epochs", "3", "--min-epochs", "1", "--proxy-input-size", "32",
         "--final-epochs", "2", "--final-seeds", "2", "--top-k", "2", "--promote-epochs", "2", "--teacher", "none",
         "--min-accuracy", "0",
-        "--baselines", "prototypes", "--workers", "2"]  # fmt: skip
+        "--baselines", "prototypes", "--workers", "2"]
 
 
 def cli(*argv, check=True, timeout=600, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "cli.main", *argv], capture_output=True, text=True, env=env,
-                       timeout=timeout, **kw)  # fmt: skip
+    p = subprocess.run([sys.executable, "-m", "defect_nas", *argv], capture_output=True, text=True, env=env,
+                       timeout=timeout, **kw)
     if check:
         assert p.returncode == 0, p.stderr[-3000:]
     return p
@@ -63,7 +63,7 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     assert 0 <= w["test_accuracy"] <= 100
     assert sum(summary["trial_counts"].values()) >= 6
     for name in ("config.json", "environment.json", "split.json", "trials.csv", "pareto.csv", "report.html",
-                 "winner/arch.json", "winner/weights.safetensors", "winner/model.onnx", "winner/MODEL_CARD.md"):  # fmt: skip
+                 "winner/arch.json", "winner/weights.safetensors", "winner/model.onnx", "winner/MODEL_CARD.md"):
         assert (run / name).is_file(), name
     report = (run / "report.html").read_text()
     assert report.count("<svg") >= 3 and "<script" not in report and "http" not in report.split("</style>")[0]
@@ -83,7 +83,7 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     cli("export", str(run), "--trial", str(trial), "--format", "torchscript", "--format", "onnx")
     assert (run / f"export-trial-{trial}" / "model.torchscript.pt").is_file()
     images = [str(parts / "period2" / sorted(os.listdir(parts / "period2"))[0]),
-              str(parts / "period6" / sorted(os.listdir(parts / "period6"))[0])]  # fmt: skip
+              str(parts / "period6" / sorted(os.listdir(parts / "period6"))[0])]
     out = json.loads(cli("predict", str(run / "winner"), *images, "--json").stdout)
     assert [o["path"] for o in out] == images
     assert all(o["label"] in ("period2", "period4", "period6") and 0 < o["probability"] <= 1 for o in out)
@@ -91,7 +91,7 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     # the winner against ResNet-50, both backends, saved with the machine it ran on
     bench = tmp_path / "bench.json"
     rows = json.loads(cli("benchmark", str(run / "winner"), "--repeats", "3", "--batch", "4", "--threads", "1",
-                          "--out", str(bench), "--json").stdout)  # fmt: skip
+                          "--out", str(bench), "--json").stdout)
     pairs = {(m, b) for m in ("model", "resnet50") for b in ("eager", "onnx")}
     assert {(r["model"], r["backend"]) for r in rows} == pairs
     mine = [r for r in rows if r["model"] == "model"]
@@ -109,10 +109,10 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
 def test_resume_after_sigkill_loses_no_finished_trial(parts, tmp_path):
     results = tmp_path / "results"
     argv = ["search", "--dataset", str(parts), *TINY, "--epochs", "6", "--trials", "10", "--results",
-            str(results), "--json", "--run", "killed"]  # fmt: skip
+            str(results), "--json", "--run", "killed"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "defect_nas", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     run = results / "killed"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, tmp_path):
         (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(tmp_path / "r2"),
           "--storage", "postgresql://nobody@127.0.0.1:9/none"], "is not usable"),
         (["--dataset", str(parts), *TINY, "--trials", "2", "--space", "mobilenet"], "unknown search space"),
-    ]  # fmt: skip
+    ]
     for argv, message in cases:
         p = cli("search", *argv, check=False, timeout=300)
         assert p.returncode == 2, (argv, p.stderr[-2000:])
@@ -168,9 +168,9 @@ def test_two_workers_share_one_postgres_study(parts, tmp_path):
     url = os.environ["DEFECT_NAS_TEST_POSTGRES"]
     name = f"pg-{os.getpid()}-{int(time.time())}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    search = subprocess.Popen([sys.executable, "-m", "cli.main", "search", "--dataset", str(parts), *TINY,
+    search = subprocess.Popen([sys.executable, "-m", "defect_nas", "search", "--dataset", str(parts), *TINY,
                                "--workers", "1", "--trials", "8", "--storage", url, "--run", name, "--results",
-                               str(tmp_path), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                               str(tmp_path), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:  # the worker joins once the study exists
         time.sleep(1)

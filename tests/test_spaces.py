@@ -3,10 +3,10 @@
 import optuna
 import pytest
 
-from nas.budget import Budget, fit
-from nas.cost import macs
-from nas.errors import DefectNasError
-from search_spaces.base import RandomTrial, Task, all_spaces, get_space
+from defect_nas.core.budget import Budget, fit
+from defect_nas.core.cost import macs
+from defect_nas.core.errors import DefectNasError
+from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces, get_space
 
 SPACES = sorted(all_spaces())
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from nas.errors import SpecError
-from nas.spec import LW, ArchSpec, Basic, Bottleneck, Conv, Head, load_spec
-from search_spaces.base import RandomTrial, Task, all_spaces
+from defect_nas.core.errors import SpecError
+from defect_nas.core.spec import LW, ArchSpec, Basic, Bottleneck, Conv, Head, load_spec
+from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
 
 SPACES = sorted(all_spaces())
 

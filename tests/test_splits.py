@@ -8,8 +8,8 @@ import pytest
 import torch
 from datagen import synthetic_dataset
 
-from evaluators.data import Split, check_split, kfold_splits, make_split
-from nas.errors import DataError
+from defect_nas.core.errors import DataError
+from defect_nas.evaluators.data import Split, check_split, kfold_splits, make_split
 
 NEU_LIKE = [300] * 6
 

@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-import nas.storage as storage
-from nas.errors import DefectNasError
+import defect_nas.nas.storage as storage
+from defect_nas.core.errors import DefectNasError
 
 
 def _race(times: int):

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-
 from datagen import learnable_dataset
-from evaluators.augment import dihedral
-from evaluators.data import make_split
-from evaluators.teacher import TeacherConfig, cache_key, ensure_teacher
-from evaluators.trainer import predict_logits
-from nas.errors import DefectNasError
+
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.augment import dihedral
+from defect_nas.evaluators.data import make_split
+from defect_nas.evaluators.teacher import TeacherConfig, cache_key, ensure_teacher
+from defect_nas.evaluators.trainer import predict_logits
 
 CFG = TeacherConfig(init="scratch", epochs=1, input_size=32, fc_hidden=16)
 

@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-
 from datagen import learnable_dataset
-from evaluators.data import make_split
-from evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, resolve_precision, train
-from nas.errors import DefectNasError
-from nas.spec import ArchSpec, Basic, Conv, Head
-from search_spaces.build import build
+
+from defect_nas.core.errors import DefectNasError
+from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
+from defect_nas.evaluators.data import make_split
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, resolve_precision, train
+from defect_nas.search_spaces.build import build
 
 SPEC = ArchSpec(1, 40, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
 
@@ -18,7 +18,7 @@ def data():
     ds = learnable_dataset(classes=3, per_class=100, size=40)
     split = make_split(ds, seed=0)
     return ds, split, TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val],
-                                ds.labels[split.val], ds.class_names)  # fmt: skip
+                                ds.labels[split.val], ds.class_names)
 
 
 def test_a_small_cnn_learns_the_task(data):
@@ -73,7 +73,7 @@ def test_distillation_follows_the_teacher_logits(data):
     right = torch.nn.functional.one_hot(td.y_train, k).float() * 8  # a confident, correct "teacher"
     wrong_labels = (td.y_train + 1) % k
     kd = TrainData(td.x_train, wrong_labels, td.x_val, td.y_val, td.class_names,
-                   teacher_logits=right[:, None, :].expand(-1, 8, -1).contiguous())  # fmt: skip
+                   teacher_logits=right[:, None, :].expand(-1, 8, -1).contiguous())
     model = build(SPEC)
     train(model, kd, TrainConfig(epochs=8, batch_size=16, kd="kl", kd_alpha=1.0, label_smoothing=0.0))
     assert evaluate(model, ds.images[split.test], ds.labels[split.test], ds.class_names).accuracy >= 80

@@ -1,0 +1,151 @@
+"""Deployment commands on an exported model folder: ``export``, ``predict``, ``benchmark``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from defect_nas.cli.output import console, millions, print_json, write_text_atomic
+from defect_nas.core.errors import DefectNasError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the winner (or a trial) of a run")
+    p.add_argument("run")
+    p.add_argument("--trial", type=int, help="export this trial's weights instead of the winner")
+    p.add_argument("--format", action="append", choices=["onnx", "torchscript", "safetensors"],
+                   help="repeatable; default: safetensors and onnx")
+    p.add_argument("--out", help="output folder (default: RUN/export-<trial|winner>)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported model")
+    p.add_argument("model", help="a model folder, e.g. results/neu-100m/winner")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("benchmark", help="latency/throughput of a model vs ResNet-50, eager and ONNX Runtime")
+    p.add_argument("model")
+    p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
+    p.add_argument("--out", help="also write the rows and the environment to this JSON file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from safetensors.torch import load_file
+
+    from defect_nas.core.spec import ArchSpec
+    from defect_nas.nas.export import load_model, save_model
+    from defect_nas.search_spaces.build import build
+
+    run_dir = Path(args.run)
+    formats = tuple(args.format or ("safetensors", "onnx"))
+    if args.trial is None:
+        model, spec, labels = load_model(run_dir / "winner")
+        out = Path(args.out or run_dir / "export-winner")
+    else:
+        weights = run_dir / "trials" / f"{args.trial}.safetensors"
+        if not weights.is_file():
+            raise DefectNasError(f"{weights}: trial {args.trial} has no saved weights (pruned, failed or unknown)")
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata()
+        spec = ArchSpec.from_json(meta["arch"])
+        size = int(meta.get("input_size", spec.input_size))
+        if size != spec.input_size:
+            spec = ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
+        model = build(spec)
+        model.load_state_dict(load_file(weights))
+        split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}
+        labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
+        out = Path(args.out or run_dir / f"export-trial-{args.trial}")
+    written = save_model(model, spec, labels, out, formats)
+    for p in written:
+        console.print(f"wrote {p}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from defect_nas.evaluators.augment import resize_uint8
+    from defect_nas.nas.export import load_model
+
+    model, spec, labels = load_model(args.model)
+    results = []
+    for path in args.images:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if spec.in_channels == 1 else "RGB")
+                x = torch.from_numpy(__import__("numpy").asarray(im).copy())
+        except FileNotFoundError:
+            raise DefectNasError(f"{path}: no such image") from None
+        except (UnidentifiedImageError, OSError):
+            raise DefectNasError(f"{path}: not a readable image") from None
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        x = resize_uint8(x, spec.input_size) if x.shape[-1] != spec.input_size or x.shape[-2] != spec.input_size else x
+        with torch.no_grad():
+            prob = torch.softmax(model(x.float() / 255), 1)[0]
+        k = int(prob.argmax())
+        results.append({"path": path, "label": labels[k], "probability": float(prob[k])})
+    if args.json:
+        print_json(results)
+        return
+    for r in results:
+        console.print(f"{r['path']}: [bold]{r['label']}[/] ({r['probability']:.3f})")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from defect_nas.core.cost import cost
+    from defect_nas.evaluators.flops import fvcore_macs
+    from defect_nas.evaluators.latency import measure_latency
+    from defect_nas.nas.baselines import baseline_model
+    from defect_nas.nas.export import load_model
+
+    model, spec, labels = load_model(args.model)
+    shape = (spec.in_channels, spec.input_size, spec.input_size)
+    resnet = baseline_model("resnet50", spec.in_channels, len(labels)).eval()
+    rows = []
+    for name, m, macs in (("model", model, cost(spec).macs),
+                          ("resnet50", resnet, fvcore_macs(resnet, spec.in_channels, spec.input_size))):
+        for backend in ("eager", "onnx"):
+            r = measure_latency(m, shape, backend=backend, batch_size_throughput=args.batch, repeats=args.repeats,
+                                threads=args.threads)
+            rows.append({"model": name, "backend": backend, "macs": macs, "latency_ms": r.latency_ms,
+                         "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})
+    for backend in ("eager", "onnx"):
+        mine = next(r for r in rows if r["model"] == "model" and r["backend"] == backend)
+        ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend)
+        mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
+        mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
+    if args.out:
+        from defect_nas.evaluators.runinfo import environment
+
+        doc = {"model": args.model, "input": list(shape), "batch": args.batch, "repeats": args.repeats,
+               "rows": rows, "environment": environment()}
+        write_text_atomic(args.out, json.dumps(doc, indent=2) + "\n")
+    if args.json:
+        print_json(rows)
+        return
+    shape = f"{spec.input_size}x{spec.input_size}x{spec.in_channels}"
+    table = Table(title=f"{args.model} vs ResNet-50 at {shape} ({rows[0]['cpu']}, {rows[0]['threads']} threads)")
+    for col in ("model", "backend", "MACs", "batch-1 ms", f"img/s (batch {args.batch})", "speed-up vs ResNet-50"):
+        table.add_column(col)
+    for r in rows:
+        sp = r.get("speedup_throughput_vs_resnet50")
+        table.add_row(
+            r["model"],
+            r["backend"],
+            millions(r["macs"]),
+            f"{r['latency_ms']:.2f}",
+            f"{r['throughput_img_s']:.0f}",
+            f"{sp:.1f}x throughput, {r['speedup_latency_vs_resnet50']:.1f}x latency" if sp else "",
+        )
+    console.print(table)

@@ -1,0 +1,54 @@
+"""``defect-nas``: the command line. Each subcommand group lives in its own module under ``defect_nas/cli/``.
+
+User mistakes (bad file, flag, budget, data) raise ``DefectNasError`` somewhere below; here
+they become one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from defect_nas import __version__
+from defect_nas.core.errors import DefectNasError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + error
+        self.exit(2, f"defect-nas: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from defect_nas.cli import deploy, design, evaluate, search
+
+    parser = _Parser(prog="defect-nas", description="Design compact defect classifiers under a compute budget.")
+    parser.add_argument("--version", action="version", version=f"defect-nas {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    design.register(sub)
+    evaluate.register(sub)
+    search.register(sub)
+    deploy.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for category in (UserWarning, FutureWarning, DeprecationWarning):  # library chatter, not the user's business
+        warnings.filterwarnings("ignore", category=category)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DefectNasError as e:
+        print(f"defect-nas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("defect-nas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""What a person sees of a search: the live progress table and the closing summary lines."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+
+from defect_nas.cli.output import console, millions
+
+
+def progress_table(study, info: dict) -> Table:
+    from defect_nas.nas.engine import trial_rows
+
+    rows = trial_rows(study)
+    done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    scored = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r.get("netscore")]
+    elapsed = time.time() - info["started"]
+    rate = len(done) / elapsed * 3600 if elapsed > 0 else 0.0
+    eta = ""
+    if info.get("deadline"):
+        eta = f"{max(0, info['deadline'] - time.time()) / 60:.0f} min of exploration left"
+        if info.get("end"):
+            eta += f", {max(0, info['end'] - time.time()) / 60:.0f} min of the run"
+    elif info.get("n_trials") and rate > 0:
+        eta = f"~{max(0, info['n_trials'] - len(done)) / rate * 60:.0f} min left"
+    best = max(scored, key=lambda r: r["netscore"], default=None)
+    title = f"{len(done)} trials done, {rate:.0f}/hour; {eta}"
+    if best:
+        title += (f"\nbest: #{best['number']} val {best['val_accuracy']:.1f}%, {millions(best['macs'])} MACs,"
+                  f" NetScore {best['netscore']:.2f}")
+    table = Table(title=title)
+    for col in ("#", "state", "space", "MACs", "params", "val %", "NetScore", "s"):
+        table.add_column(col)
+    for r in rows[-10:]:
+        table.add_row(str(r["number"]), r["state"], str(r["space"] or ""), millions(r["macs"]) if r["macs"] else "",
+                      f"{r['params']:,}" if r["params"] else "",
+                      f"{r['val_accuracy']:.1f}" if r["val_accuracy"] is not None else "",
+                      f"{r['netscore']:.2f}" if r["netscore"] else "",
+                      f"{r['duration_s']:.0f}" if r["duration_s"] else "")
+    return table
+
+
+def print_summary(summary: dict) -> None:
+    w = summary.get("winner")
+    console.print(f"trials: {summary['trial_counts']}")
+    if not w:
+        console.print("no winner (no trial finished)")
+        return
+    console.print(
+        f"[bold]winner[/]: {w['name']}: test accuracy [bold]{w['test_accuracy_mean']:.2f}% +-"
+        f" {w['test_accuracy_std']:.2f}[/] ({w['seeds']} seeds), {w['macs']:,} MACs, {w['params']:,} params,"
+        f" NetScore {w['netscore']:.2f} dB, {w['latency_ms']:.2f} ms eager / {w['latency_onnx_ms']:.2f} ms ONNX"
+    )
+    console.print(f"trained: {w.get('fidelity')}; run took {summary.get('timeline', {}).get('wall_s', 0) / 60:.1f} min")
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}")
+    console.print(f"report: {summary['run_dir']}/report.html; model: {summary['run_dir']}/winner/")

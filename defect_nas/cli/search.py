@@ -1,0 +1,241 @@
+"""Search commands: ``search``, ``worker``, ``report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from rich.live import Live
+
+from defect_nas.cli.design import positive_float
+from defect_nas.cli.output import console, print_json
+from defect_nas.cli.progress import print_summary, progress_table
+from defect_nas.core.errors import DefectNasError
+from defect_nas.core.search_config import STRATEGIES, SearchConfig
+
+
+def duration(text: str) -> float:
+    """'60m', '1h', '90s', '3600' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 60m, 1h, 90s)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search architectures under the budget (resumes an existing run)")
+    p.add_argument(
+        "--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs), default 100e6"
+    )
+    p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--dataset", default="neu")
+    p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="tpe")
+    p.add_argument("--nsga2-cost", choices=["macs", "latency"], default="macs")
+    p.add_argument("--min-accuracy", type=float, default=95.0,
+                   help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
+    p.add_argument("--max-params", type=int)
+    p.add_argument("--max-latency-ms", type=float, help="batch-1 latency cap, measured on this machine")
+    p.add_argument("--trials", type=int, help="stop after this many finished trials")
+    p.add_argument("--time-budget", type=duration,
+                   help="the whole run's wall time, e.g. 60m: data, teacher, search, final training, export")
+    p.add_argument("--explore-share", type=float, default=0.4, help="share of the budget for the proxy search")
+    p.add_argument("--promote-share", type=float, default=0.15, help="share for the full-resolution rung")
+    p.add_argument("--epochs", type=int, default=12, help="epochs of a search trial (pruned earlier when weak)")
+    p.add_argument("--proxy-input-size", type=int, default=100, help="input size of search trials (0 = full)")
+    p.add_argument("--pruner", choices=["hyperband", "sha", "none"], default="hyperband")
+    p.add_argument("--min-epochs", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=4, help="candidates promoted to the full-resolution rung")
+    p.add_argument("--promote-epochs", type=int, default=40, help="epoch cap of the full-resolution rung")
+    p.add_argument("--accuracy-margin", type=float, default=1.0,
+                   help="the winner: best NetScore among rung-2 candidates within this many points of the best")
+    p.add_argument("--final-seeds", type=int, default=3)
+    p.add_argument("--final-epochs", type=int, default=150, help="epoch cap of each final seed")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=25,
+        help="a final seed whose validation has not improved for this many epochs (counted in its "
+        "schedule's second half) ends with a short anneal",
+    )
+    p.add_argument("--final-input-size", type=int, help="default: the data's size")
+    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="none",
+                   help="distil from this teacher (default none: see README, 'Distillation')")
+    p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--teacher-input-size", type=int, default=128)
+    p.add_argument("--kd", choices=["kl", "l2"], default="kl")
+    p.add_argument("--baselines", default="none",
+                   help="comma-separated: resnet50, mobilenetv2-0.35, prototypes (default none); trained after "
+                        "the winner at its final recipe, in the last 30%% of the time after rung 2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="local worker processes, one thread each")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--storage", help="postgresql://user@host/db to share the study with remote workers")
+    p.add_argument("--run", help="run folder name (default: <dataset>-<budget>m, e.g. neu-100m)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join a shared study as one more worker")
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("report", help="rebuild trials.csv, pareto.csv and report.html from the study")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+
+def config_from(args: argparse.Namespace) -> SearchConfig:
+    if args.trials is None and args.time_budget is None:
+        raise DefectNasError("give --trials N or --time-budget 60m (or both) so the search knows when to stop")
+    if args.workers < 1 or args.threads < 1:
+        raise DefectNasError("--workers and --threads must be at least 1")
+    spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
+    from defect_nas.search_spaces.base import get_space
+
+    for s in spaces:
+        get_space(s)  # unknown space: clear error before anything is written
+    return SearchConfig(
+        dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
+        max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
+        nsga2_cost=args.nsga2_cost, min_accuracy=args.min_accuracy, trials=args.trials,
+        time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
+        pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
+        explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
+        accuracy_margin=args.accuracy_margin, patience=args.patience,
+        final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
+        teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
+        teacher_input_size=args.teacher_input_size, kd=args.kd if args.teacher != "none" else "none",
+        baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
+        split_seed=args.split_seed,
+    )
+
+
+def check_budget_feasible(config: SearchConfig) -> None:
+    """A budget no space can meet fails before any teacher is trained or folder written."""
+    from defect_nas.core.budget import Budget, fit
+    from defect_nas.core.errors import Infeasible
+    from defect_nas.evaluators.data import load_dataset
+    from defect_nas.search_spaces.base import RandomTrial, Task, get_space
+
+    ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written
+    task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
+    budget = Budget(config.budget_flops, config.tolerance, config.max_params)
+    reasons = []
+    for s in config.spaces:
+        space = get_space(s)
+        for seed in range(10):
+            try:
+                fit(space.propose(RandomTrial(seed), task), budget)
+                return
+            except Infeasible as e:
+                reasons.append(str(e))
+    raise DefectNasError(
+        f"no architecture of {', '.join(config.spaces)} meets {config.budget_flops:g} MACs: {reasons[-1]}"
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    started = time.time()  # the time budget counts from here
+    import optuna
+
+    from defect_nas.nas.search import run_search, summary_json
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = config_from(args)
+    check_budget_feasible(config)
+    run_dir = Path(args.results) / (args.run or config.default_run_name)
+    if (run_dir / "config.json").is_file() and args.storage is None:
+        stored = json.loads((run_dir / "config.json").read_text())
+        stored = {k: v for k, v in stored.items() if k not in ("storage", "study")}
+        stored = SearchConfig.from_dict(stored).to_dict()  # an older file: its missing keys take their defaults
+        mine = config.to_dict()
+        diff = [k for k in mine if k not in ("trials", "time_budget_s") and json.dumps(stored.get(k)) != json.dumps(
+            list(mine[k]) if isinstance(mine[k], tuple) else mine[k])]
+        if diff:
+            raise DefectNasError(f"{run_dir} holds a search with another {diff[0]} ({stored.get(diff[0])!r});"
+                                 f" pass --run NAME for a new one")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise DefectNasError(f"{run_dir}: not writable ({e.strerror}); pass --results DIR") from None
+    log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
+    if args.json:
+        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
+                             log=log, started=started)
+        print_json(summary_json(summary))
+        return
+    with Live(console=console, refresh_per_second=1, transient=False) as live:
+        def progress(study, info):
+            live.update(progress_table(study, info))
+
+        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
+                             progress=progress, log=live.console.print, started=started)
+    print_summary(summary)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import optuna
+    import torch
+
+    from defect_nas.nas.engine import create_or_load_study, load_context, run_worker
+    from defect_nas.nas.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(args.threads)
+    storage = open_storage(args.storage)
+    try:
+        summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    except Exception as e:
+        raise DefectNasError(f"storage is not readable: {str(e).splitlines()[0][:200]}") from None
+    if args.study not in summaries:
+        raise DefectNasError(f"no study {args.study!r} in that storage (found: {', '.join(summaries) or 'none'})")
+    attrs = summaries[args.study].user_attrs
+    config = SearchConfig.from_dict(attrs["config"])
+    stop = attrs.get("stop") or {}
+    run_dir = Path(args.results) / f"worker-{args.study}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = load_context(config, run_dir, log=lambda m: console.print(m, style="dim"),
+                       fingerprint=attrs.get("dataset_fingerprint"))
+    study = create_or_load_study(config, storage, args.study, worker=os.getpid() % 1000 + 100)
+    run_worker(ctx, study, stop.get("n_trials"), stop.get("deadline"))
+    console.print(f"worker done: study {args.study} has {len(study.trials)} trials")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from defect_nas.nas.engine import trial_rows
+    from defect_nas.nas.report import write_report
+    from defect_nas.nas.search import load_summary, write_csv
+    from defect_nas.nas.storage import open_storage, sqlite_url
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").is_file():
+        raise DefectNasError(f"{run_dir}: not a search run folder (no config.json)")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    url = cfg.get("storage") if cfg.get("storage", "").startswith("postgresql") else sqlite_url(run_dir)
+    if url.startswith("sqlite") and not (run_dir / "study.db").is_file():
+        raise DefectNasError(f"{run_dir}: no study.db to rebuild the report from")
+    import optuna
+
+    study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
+    rows = trial_rows(study)
+    write_csv(run_dir / "trials.csv", rows)
+    from defect_nas.core.pareto import pareto_front
+
+    feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
+    write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
+    summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
+    write_report(run_dir / "report.html", summary, rows)
+    console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials")

@@ -1,0 +1,186 @@
+"""The compute budget and ``fit``: make any proposal feasible before it is trained.
+
+TinyDefectNet's constraint is "FLOPs within 5% of 100M". ``fit`` keeps a proposal's shape
+(relative widths, kernels, strides, block forms) and scales all widths by one multiplier,
+found by bisection on the analytic MAC count; when widths alone cannot reach the band
+(minimum or maximum width), it removes or adds stride-1 blocks and tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from defect_nas.core.cost import cost
+from defect_nas.core.errors import DefectNasError, Infeasible
+from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv
+
+MIN_WIDTH = 4
+_DIVISORS = (4, 1)  # prefer widths that are multiples of 4 (vectorise well), fall back to any width
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Target MACs +- tolerance, optional cap on parameters."""
+
+    target_macs: float = 100e6
+    tolerance: float = 0.05
+    max_params: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.target_macs > 0 and math.isfinite(self.target_macs)):
+            raise DefectNasError(f"budget: target MACs must be a positive number, got {self.target_macs}")
+        if not 0 < self.tolerance < 1:
+            raise DefectNasError(f"budget: tolerance must be in (0, 1), got {self.tolerance}")
+        if self.max_params is not None and self.max_params < 1:
+            raise DefectNasError(f"budget: max params must be positive, got {self.max_params}")
+
+    @property
+    def low(self) -> float:
+        return self.target_macs * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target_macs * (1 + self.tolerance)
+
+    def contains(self, macs: int) -> bool:
+        return self.low <= macs <= self.high
+
+    def violation(self, macs: int, params: int) -> float:
+        """How far outside the budget (0 when inside), relative: optuna's constraint value (<= 0 is feasible)."""
+        v = max(self.low - macs, macs - self.high, 0) / self.target_macs
+        if self.max_params is not None:
+            v = max(v, (params - self.max_params) / self.max_params)
+        return v
+
+
+def scale_widths(spec: ArchSpec, multiplier: float, divisor: int = 4) -> ArchSpec:
+    """Every block's width times ``multiplier``, rounded to ``divisor``, within [4, 4096]."""
+
+    def scale(b: Block) -> Block:
+        w = round(b.out * multiplier / divisor) * divisor
+        return dataclasses.replace(b, out=int(min(MAX_WIDTH, max(MIN_WIDTH, w))))
+
+    return spec.map_blocks(scale)
+
+
+def _width_fit(spec: ArchSpec, budget: Budget, size: int) -> ArchSpec | str:
+    """Bisect the width multiplier; return a spec in the band or 'big' / 'small' / 'gap'."""
+    widest = max(b.out for _, b in spec.blocks())
+    lo_m, hi_m = MIN_WIDTH / widest / 2, MAX_WIDTH / widest
+    if cost(scale_widths(spec, lo_m), size).macs > budget.high:
+        return "big"
+    if cost(scale_widths(spec, hi_m), size).macs < budget.low:
+        return "small"
+    for divisor in _DIVISORS:
+        a, b = math.log(lo_m), math.log(hi_m)
+        for _ in range(32):  # bisect towards the lower edge of the band; stop once inside it
+            mid = (a + b) / 2
+            candidate = scale_widths(spec, math.exp(mid), divisor)
+            m = cost(candidate, size).macs
+            if budget.contains(m):
+                return candidate
+            if m >= budget.low:
+                b = mid
+            else:
+                a = mid
+    nudged = _nudge(scale_widths(spec, math.exp(a), 1), budget, size)
+    return nudged if nudged is not None else "gap"
+
+
+def _nudge(spec: ArchSpec, budget: Budget, size: int, steps: int = 64) -> ArchSpec | None:
+    """From just below the band, widen single blocks one channel at a time (largest MACs that
+    stay under the top of the band first): closes the gaps that a common multiplier jumps over."""
+    current, m = spec, cost(spec, size).macs
+    for _ in range(steps):
+        if budget.contains(m):
+            return current
+        best = None
+        for i in range(len(current.blocks())):
+            cand = _widen(current, i)
+            cm = cost(cand, size).macs
+            if m < cm <= budget.high and (best is None or cm > best[0]):
+                best = (cm, cand)
+        if best is None:
+            return None
+        m, current = best
+    return current if budget.contains(m) else None
+
+
+def _widen(spec: ArchSpec, index: int) -> ArchSpec:
+    counter = iter(range(len(spec.blocks())))
+    return spec.map_blocks(
+        lambda b: dataclasses.replace(b, out=min(MAX_WIDTH, b.out + 1)) if next(counter) == index else b
+    )
+
+
+def _stride1_positions(spec: ArchSpec) -> list[tuple[int, int]]:
+    """(stage, index) of residual/LW blocks that can be removed without changing resolution."""
+    return [
+        (s, i)
+        for s, stage in enumerate(spec.stages)
+        for i, b in enumerate(stage)
+        if i > 0 and b.stride == 1 and not isinstance(b, Conv)
+    ]
+
+
+def _shallower(spec: ArchSpec) -> ArchSpec | None:
+    pos = _stride1_positions(spec)
+    if not pos:
+        return None
+    # drop the last repeatable block of the deepest stage
+    s = max({p[0] for p in pos}, key=lambda st: (len(spec.stages[st]), st))
+    i = max(p[1] for p in pos if p[0] == s)
+    stages = list(spec.stages)
+    stages[s] = stages[s][:i] + stages[s][i + 1 :]
+    return dataclasses.replace(spec, stages=tuple(stages))
+
+
+def _deeper(spec: ArchSpec) -> ArchSpec | None:
+    if len(spec.blocks()) >= MAX_BLOCKS:
+        return None
+    candidates = [s for s, st in enumerate(spec.stages) if st and not isinstance(st[-1], Conv)]
+    if not candidates:
+        return None
+    # repeat the last block (stride 1) of the shallowest stage, later stages first on ties
+    s = min(candidates, key=lambda st: (len(spec.stages[st]), -st))
+    stages = list(spec.stages)
+    stages[s] = stages[s] + (dataclasses.replace(stages[s][-1], stride=1),)
+    return dataclasses.replace(spec, stages=tuple(stages))
+
+
+def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None) -> ArchSpec:
+    """Return ``spec`` rescaled so its MACs lie in the budget's band, or raise Infeasible."""
+    size = spec.input_size if input_size is None else input_size
+    current: ArchSpec | None = spec
+    direction = 0
+    for _ in range(2 * MAX_BLOCKS):
+        assert current is not None
+        result = _width_fit(current, budget, size)
+        if isinstance(result, ArchSpec):
+            p = cost(result, size).params
+            if budget.max_params is not None and p > budget.max_params:
+                raise Infeasible(
+                    f"fitted to {cost(result, size).macs:,} MACs the network has {p:,} params,"
+                    f" over --max-params {budget.max_params:,}"
+                )
+            return result
+        step = {"big": -1, "small": 1, "gap": direction or 1}[result]
+        if direction and step != direction:
+            break  # depth oscillates around the band: no depth hits it
+        direction = step
+        nxt = _shallower(current) if step < 0 else _deeper(current)
+        if nxt is None:
+            band = f"{budget.low:,.0f}..{budget.high:,.0f} MACs"
+            if result == "gap":
+                raise Infeasible(f"{spec.name or 'spec'}: width steps jump over {band}; widen --tolerance")
+            widest = max(b.out for _, b in current.blocks())
+            m = cost(scale_widths(current, MIN_WIDTH / widest / 2 if step < 0 else MAX_WIDTH / widest), size).macs
+            bound = "minimum" if step < 0 else "maximum"
+            raise Infeasible(
+                f"{spec.name or 'spec'}: even at {bound} width and depth it costs {m:,} MACs, outside"
+                f" {band}; change the budget or the search space"
+            )
+        current = nxt
+    raise Infeasible(f"{spec.name or 'spec'}: no width/depth hits {budget.low:,.0f}..{budget.high:,.0f} MACs")

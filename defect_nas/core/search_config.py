@@ -1,0 +1,111 @@
+"""SearchConfig: one frozen description of a search, saved as config.json and on the study.
+
+Workers on other machines rebuild everything from it, so it must hold every choice that
+changes a result (space, budget, fidelity, teacher, seed), and nothing machine-specific.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from defect_nas.core.errors import DefectNasError
+
+STRATEGIES = ("tpe", "nsga2", "random")
+RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    dataset: str = "neu"
+    spaces: tuple[str, ...] = ("residual",)
+    budget_flops: float = 100e6
+    tolerance: float = 0.05
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    strategy: str = "tpe"
+    nsga2_cost: str = "macs"  # second objective of nsga2: "macs" | "latency"
+    min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
+    trials: int | None = None
+    time_budget_s: float | None = None
+    # A time budget covers the whole run. After set-up (data, teacher) the rest R, less a reserve for
+    # export and report, goes: explore_share x R to the proxy search, promote_share x R to the
+    # full-resolution rung of the top-k, the remainder to the winner's seeds (see defect_nas/nas/final.py).
+    explore_share: float = 0.4
+    promote_share: float = 0.15
+    epochs: int = 12  # rung 1: epochs of a search trial at the proxy size (pruned earlier when weak)
+    proxy_input_size: int | None = 100  # search trials train at this input size (None = data size)
+    pruner: str = "hyperband"  # "hyperband" | "sha" | "none"
+    min_epochs: int = 3  # first pruning rung
+    top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
+    promote_epochs: int = 40  # rung 2's epoch cap (its schedule is sized to its time share)
+    accuracy_margin: float = 1.0  # the winner: best NetScore among rung-2 candidates this close to the best
+    final_seeds: int = 3
+    final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)
+    patience: int = 25  # final training stops after this many epochs without a better validation
+    final_input_size: int | None = None  # None = the data's own size
+    teacher: str = "none"  # "vgg16" | "efficientnet-lite0" | "none"
+    teacher_init: str = "imagenet"
+    teacher_epochs: int = 8
+    teacher_input_size: int = 128
+    kd: str = "kl"
+    kd_alpha: float = 0.5
+    baselines: tuple[str, ...] = ()  # trained at the final recipe after the winner, when asked for
+    seed: int = 0
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.strategy not in STRATEGIES:
+            problems.append(f"--strategy {self.strategy!r}: choose {', '.join(STRATEGIES)}")
+        if self.nsga2_cost not in ("macs", "latency"):
+            problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
+        if self.pruner not in ("hyperband", "sha", "none"):
+            problems.append(f"--pruner {self.pruner!r}: choose hyperband, sha or none")
+        if self.trials is not None and self.trials < 1:
+            problems.append(f"--trials {self.trials}: must be at least 1")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            problems.append("--time-budget must be positive")
+        if not 0 <= self.min_accuracy < 100:
+            problems.append(f"--min-accuracy {self.min_accuracy}: a percentage below 100")
+        if min(self.epochs, self.final_epochs, self.final_seeds, self.top_k, self.promote_epochs, self.patience) < 1:
+            problems.append("epochs, promote/final epochs, final seeds, patience and top-k must be at least 1")
+        if not (0 < self.explore_share and 0 <= self.promote_share and self.explore_share + self.promote_share < 1):
+            problems.append("--explore-share and --promote-share must be positive and sum to less than 1")
+        if self.accuracy_margin < 0:
+            problems.append("--accuracy-margin must be at least 0")
+        if self.min_epochs < 1 or self.min_epochs > self.epochs:
+            problems.append(f"--min-epochs {self.min_epochs} must be in 1..--epochs ({self.epochs})")
+        if self.teacher == "none" and self.kd != "none":
+            object.__setattr__(self, "kd", "none")
+        if not self.spaces:
+            problems.append("--space: name at least one search space")
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            problems.append("--max-latency-ms must be positive")
+        if problems:
+            raise DefectNasError(problems[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k not in RETIRED}
+        unknown = set(d) - names
+        if unknown:
+            raise DefectNasError(f"search config: unknown key {sorted(unknown)[0]!r} (written by a newer defect-nas?)")
+        for key in ("spaces", "baselines"):
+            if key in d and d[key] is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @property
+    def default_run_name(self) -> str:
+        """e.g. neu-100m: the same command resumes the same run folder."""
+        data = self.dataset.rstrip("/").split("/")[-1] or "data"
+        return f"{data}-{self.budget_flops / 1e6:g}m"

@@ -1,0 +1,155 @@
+"""Find datasets by name under $DEFECT_NAS_DATA (or by path) and load them.
+
+Names: ``neu`` (a folder named neu-cls, NEU-CLS, neu, NEU-DET, ... under the data
+root), ``dagm`` (dagm, DAGM2007, DAGM_2007, ...), or the name of any other folder
+under the data root. Anything else is treated as a folder path. The layout is
+detected from the folder's contents: DAGM, then NEU, then ImageFolder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from defect_nas.core.errors import DataError
+
+from .dagm import is_dagm, load_dagm, scan_dagm
+from .dataset import Dataset, build_dataset
+from .files import Scan, is_hidden, require_dir, subdirs
+from .folder import scan_folder
+from .imageio import check_channels, read_images
+from .layouts import NEU_CLASSES, neu_class, scan_neu
+
+DATA_ENV = "DEFECT_NAS_DATA"
+REGISTERED = ("neu", "dagm")
+# Folder names (lower-case, separators removed) looked up for each registered name, in order of preference.
+_FOLDERS = {
+    "neu": ("neucls", "neu", "neudet", "neusurfacedefectdatabase"),
+    "dagm": ("dagm", "dagm2007"),
+}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path:
+    """The folder that holds the datasets: `data_root` if given, else $DEFECT_NAS_DATA."""
+    if data_root is None:
+        value = os.environ.get(DATA_ENV, "").strip()
+        if not value:
+            raise DataError(
+                f"{DATA_ENV} is not set: export {DATA_ENV}=/path/to/datasets (the folder that holds neu-cls/)"
+            )
+        data_root = value
+    return require_dir(Path(data_root).expanduser(), f"data root ({DATA_ENV})")
+
+
+def find_registered(name: str, data_root: str | Path | None = None) -> Path:
+    """Folder of a registered dataset under the data root; DataError says where it was expected."""
+    root = resolve_data_root(data_root)
+    by_key = {_key(d.name): d for d in subdirs(root)}
+    for key in _FOLDERS[name]:
+        if key in by_key:
+            return by_key[key]
+    expected = {"neu": "neu-cls", "dagm": "dagm"}[name]
+    hint = " (or import a download with defect_nas.evaluators.data.import_neu)" if name == "neu" else ""
+    raise DataError(f"dataset '{name}' not found: expected the folder {root / expected}{hint}")
+
+
+def scan_path(root: Path) -> Scan:
+    """Detect the layout of a folder and list its images (no decoding)."""
+    root = require_dir(root)
+    if is_dagm(root):
+        return scan_dagm(root)
+    return scan_neu(root) or scan_folder(root)
+
+
+def _resolve(name_or_path: str | Path, data_root: str | Path | None) -> tuple[str, Path]:
+    text = str(name_or_path)
+    if text.lower() in REGISTERED:
+        return text.lower(), find_registered(text.lower(), data_root)
+    path = Path(text).expanduser()
+    looks_like_path = path.exists() or os.sep in text or "/" in text or text.startswith(".")
+    if not looks_like_path and (data_root is not None or os.environ.get(DATA_ENV)):
+        candidate = resolve_data_root(data_root) / text
+        if candidate.is_dir() and not is_hidden(candidate):
+            return text, candidate
+    if not path.exists() and not looks_like_path:
+        raise DataError(f"no dataset '{text}': not a folder, and the registered names are {', '.join(REGISTERED)}")
+    return require_dir(path).name, path
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    channels: int | None = None,
+    size: int | Sequence[int] | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a dataset fully into memory.
+
+    name_or_path: "neu", "dagm", a folder name under the data root, or a folder path.
+    channels: 1 or 3 to force; default 1 unless some image is colour.
+    size: output (height, width) or int; default the most common image size
+    (see `imageio` for the resize policy). For DAGM it is the patch size (default 224).
+    seed: only DAGM uses it (location of the clean training patches).
+    """
+    check_channels(channels)
+    name, folder = _resolve(name_or_path, data_root)
+    folder = require_dir(folder)
+    if is_dagm(folder):
+        patch = size if isinstance(size, int) else (size[0] if size else 224)
+        return load_dagm(folder, patch=patch, seed=seed, channels=channels, name="dagm")
+    scan = scan_neu(folder)
+    if name == "neu" and scan is None:
+        found = {neu_class(d.name) for d in subdirs(folder)} - {None}
+        missing = ", ".join(c for c in NEU_CLASSES if c not in found) or "all"
+        raise DataError(
+            f"{folder} is not a complete NEU copy (missing class folders: {missing}): re-download or re-import it"
+        )
+    if scan is None:
+        scan = scan_folder(folder)
+    else:
+        name = "neu"  # NEU content under any folder name
+    pixels, content_ids, info = read_images([folder / f for f in scan.files], size=size, channels=channels)
+    return build_dataset(
+        name=name,
+        root=folder,
+        pixels=pixels,
+        labels=scan.labels,
+        class_names=scan.class_names,
+        paths=scan.files,
+        content_ids=content_ids,
+        layout=scan.layout,
+        negative_classes=scan.negative_classes,
+        info=info,
+    )
+
+
+def list_datasets(data_root: str | Path | None = None) -> list[dict]:
+    """What is under the data root: name, path, layout, classes (name -> images) and image count.
+
+    Folders that hold no recognisable dataset are listed with layout "unreadable"
+    and the reason in "error", so a user sees why a copy is not picked up.
+    """
+    root = resolve_data_root(data_root)
+    registered = {}
+    for name in REGISTERED:
+        try:
+            registered[find_registered(name, root)] = name
+        except DataError:
+            pass
+    out = []
+    for folder in subdirs(root):
+        entry: dict = {"name": registered.get(folder, folder.name), "path": str(folder)}
+        try:
+            scan = scan_path(folder)
+        except DataError as exc:
+            out.append({**entry, "layout": "unreadable", "classes": {}, "images": 0, "error": str(exc)})
+            continue
+        out.append({**entry, "layout": scan.layout, "classes": scan.counts(), "images": len(scan.files)})
+    return out

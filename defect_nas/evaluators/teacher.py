@@ -1,0 +1,186 @@
+"""The teacher (Kim et al.): VGG16 with ImageNet-initialised convs, fine-tuned whole, cached.
+
+A search trains hundreds of students on the same data, so the teacher is trained once per
+(dataset fingerprint, split, teacher config) and kept on disk with its logits for every training
+image in each of the 8 flips/rotations the students train on. A second search on the same data
+loads it instead of retraining; students then distil from the cached logits, with no teacher
+forward pass in their training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.augment import NUM_VIEWS
+from defect_nas.evaluators.data import Dataset, Split
+from defect_nas.evaluators.metrics import Metrics
+from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, predict_logits, train
+
+CACHE_VERSION = "teacher-v1"
+# VGG16 features index where each of its five conv blocks starts (after each max-pool)
+VGG_BLOCK_STARTS = (0, 5, 10, 17, 24, 31)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Kim et al.'s recipe by default (SGD, lr 1e-3, batch 32, whole net fine-tuned); the input
+    size and epochs are reduced for a CPU budget (VGG16 costs 12 GMACs per 200x200 image)."""
+
+    arch: str = "vgg16"  # "vgg16" | "efficientnet-lite0"
+    init: str = "imagenet"  # "imagenet" | "scratch"
+    weights_file: str | None = None
+    input_size: int = 128
+    epochs: int = 8
+    lr: float = 1e-3
+    batch_size: int = 32
+    freeze_blocks: int = 0  # VGG16: freeze the lowest N of its 5 conv blocks
+    fc_hidden: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("vgg16", "efficientnet-lite0"):
+            raise DefectNasError(f"--teacher {self.arch!r}: choose vgg16, efficientnet-lite0 or none")
+        if self.init not in ("imagenet", "scratch"):
+            raise DefectNasError(f"--teacher-init {self.init!r}: choose imagenet or scratch")
+        if not 0 <= self.freeze_blocks <= 5:
+            raise DefectNasError(f"--teacher-freeze {self.freeze_blocks}: VGG16 has 5 conv blocks (0..5)")
+        if self.weights_file and not Path(self.weights_file).is_file():
+            raise DefectNasError(f"--teacher-weights {self.weights_file}: no such file")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Teacher:
+    """A trained teacher: its model, train-split logits per view, and how it scored."""
+
+    model: nn.Module
+    logits: torch.Tensor  # [N_train, 8, K], float32, rows in split.train order
+    provenance: str
+    val_accuracy: float
+    test_accuracy: float
+    test_metrics: dict
+    seconds: float
+    cache_dir: Path
+    from_cache: bool
+    config: TeacherConfig
+
+
+def cache_key(dataset: Dataset, split: Split, config: TeacherConfig) -> str:
+    parts = {
+        "version": CACHE_VERSION,
+        "fingerprint": dataset.fingerprint,
+        "train": hashlib.sha256(split.train.numpy().tobytes()).hexdigest(),
+        "val": hashlib.sha256(split.val.numpy().tobytes()).hexdigest(),
+        "config": {k: v for k, v in config.to_dict().items() if k != "weights_file"},
+        "weights_file": _file_digest(config.weights_file) if config.weights_file else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_teacher(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    if config.arch == "efficientnet-lite0":
+        model, _ = build_efficientnet_lite0_teacher(num_classes, in_channels, pretrained=config.init == "imagenet")
+        return model
+    source = "scratch" if config.init == "scratch" else ("file" if config.weights_file else "auto")
+    model = build_vgg16_teacher(
+        num_classes, in_channels, source, weights_file=config.weights_file, fc_hidden=config.fc_hidden
+    )
+    for i, layer in enumerate(model.features):
+        if i < VGG_BLOCK_STARTS[config.freeze_blocks]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+    return model
+
+
+def teacher_logits(model: nn.Module, images: torch.Tensor, input_size: int) -> torch.Tensor:
+    """[N, 8, K] logits of each image in each of the 8 views the students train on."""
+    return torch.stack([predict_logits(model, images, input_size=input_size, view=v) for v in range(NUM_VIEWS)], 1)
+
+
+def ensure_teacher(
+    dataset: Dataset,
+    split: Split,
+    config: TeacherConfig,
+    cache_root: Path | str | None = None,
+    log: Callable[[str], None] = print,
+) -> Teacher:
+    """Load the cached teacher for this data, split and config, or train it (and cache it)."""
+    root = Path(cache_root) if cache_root else default_cache_dir()
+    folder = root / "teachers" / cache_key(dataset, split, config)
+    k, c = len(dataset.class_names), dataset.images.shape[1]
+    if (folder / "meta.json").is_file():
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            model = build_teacher_for_load(config, k, c)
+            model.load_state_dict(load_file(folder / "weights.safetensors"))
+            logits = load_file(folder / "logits.safetensors")["train_views"]
+            return Teacher(model, logits, meta["provenance"], meta["val_accuracy"], meta["test_accuracy"],
+                           meta["test_metrics"], meta["seconds"], folder, True, config)
+        except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+            log(f"teacher cache {folder} is unreadable ({e.__class__.__name__}); retraining")
+    log(f"training the {config.arch} teacher ({config.init} init, {config.epochs} epochs at "
+        f"{config.input_size}px); cached in {folder} for later runs")
+    start = time.perf_counter()
+    model = build_teacher(config, k, c)
+    provenance = getattr(model, "provenance", config.arch)
+    data = TrainData(dataset.images[split.train], dataset.labels[split.train], dataset.images[split.val],
+                     dataset.labels[split.val], dataset.class_names, negative_classes=dataset.negative_classes)
+    tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
+                     optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed)
+    result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
+        f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"))
+    test: Metrics = evaluate(model, dataset.images[split.test], dataset.labels[split.test], dataset.class_names,
+                             input_size=config.input_size, negative_classes=dataset.negative_classes)
+    log("  teacher logits for the 8 views of each training image")
+    logits = teacher_logits(model, dataset.images[split.train], config.input_size)
+    seconds = time.perf_counter() - start
+    meta = {"provenance": provenance, "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy,
+            "test_metrics": test.to_dict(), "seconds": seconds, "config": config.to_dict(),
+            "dataset_fingerprint": dataset.fingerprint, "torch": torch.__version__}
+    _write_cache(folder, model, logits, meta)
+    return Teacher(model, logits, provenance, result.val_accuracy, test.accuracy, test.to_dict(), seconds,
+                   folder, False, config)
+
+
+def build_teacher_for_load(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The teacher's architecture without fetching pretrained weights (they come from the cache)."""
+    return build_teacher(TeacherConfig(**{**config.to_dict(), "init": "scratch", "weights_file": None}),
+                         num_classes, in_channels)
+
+
+def _write_cache(folder: Path, model: nn.Module, logits: torch.Tensor, meta: dict) -> None:
+    """Write into a temporary folder, then rename: a crash never leaves a half-written entry."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    tmp.mkdir(exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, tmp / "weights.safetensors")
+    save_file({"train_views": logits.contiguous()}, tmp / "logits.safetensors")
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)

@@ -1,0 +1,305 @@
+"""The fast candidate trainer: in-memory batches, tensor augmentation, bf16 + channels_last.
+
+Candidate training dominates a search on a 2-core CPU, so everything per step is a tensor op
+on a uint8 stack already in memory: no DataLoader, no decoding, no per-image Python. The
+teacher enters only as precomputed logits per (image, view) (see ``evaluators.augment``).
+Fidelity (epochs, input size) is a parameter so a search can train cheap proxies first, and a
+per-epoch callback lets a pruner stop weak candidates (it may raise, e.g. ``optuna.TrialPruned``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from defect_nas.core.errors import DefectNasError
+from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, random_resized_crop, resize_uint8
+from defect_nas.evaluators.distill import DistillLoss
+from defect_nas.evaluators.metrics import Metrics, compute_metrics
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one candidate is trained. ``input_size`` None = the data's own size."""
+
+    epochs: int = 30
+    input_size: int | None = None
+    batch_size: int = 32
+    optimizer: str = "adamw"  # "adamw" | "sgd"
+    lr: float | None = None  # default: 2e-3 for AdamW, 0.05 for SGD
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    views: bool = True  # the 8 flips/rotations
+    crop_scale: float = 1.0  # < 1: random resized crops covering this much area at least
+    precision: str = "auto"  # "auto" (bf16 where the CPU has it) | "bf16" | "fp32"
+    channels_last: bool = True
+    kd: str = "none"  # "none" | "l2" (Kim et al.) | "kl" (Hinton)
+    kd_alpha: float = 0.5
+    kd_temperature: float = 4.0
+    class_weights: str = "none"  # "none" | "balanced": weighted loss for imbalanced data
+    sampler: str = "shuffle"  # "shuffle" | "balanced": class-balanced sampling
+    patience: int | None = None  # a validation plateau (epochs without a better (accuracy, loss), counted
+    # in the schedule's second half) ends training with a short anneal: the last 10% of the schedule
+    time_budget_s: float | None = None  # train at most this long: ``epochs`` is then a cap, see ``train``
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 2, "batch size must be at least 2"),
+            (self.optimizer in ("adamw", "sgd"), f"optimizer {self.optimizer!r} must be adamw or sgd"),
+            (self.precision in ("auto", "bf16", "fp32"), f"precision {self.precision!r} must be auto, bf16 or fp32"),
+            (0 < self.crop_scale <= 1, "crop scale must be in (0, 1]"),
+            (self.class_weights in ("none", "balanced"), "class weights must be none or balanced"),
+            (self.sampler in ("shuffle", "balanced"), "sampler must be shuffle or balanced"),
+            (self.input_size is None or 32 <= self.input_size <= 512, "input size must be in 32..512"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.time_budget_s is None or self.time_budget_s > 0, "time budget must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DefectNasError(f"training config: {message}")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (2e-3 if self.optimizer == "adamw" else 0.05)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainData:
+    """The split as in-memory tensors; ``teacher_logits`` is [N_train, 8, K] (per view) or None."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    class_names: tuple[str, ...]
+    teacher_logits: torch.Tensor | None = None
+    negative_classes: tuple[int, ...] = ()
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    precision: str = "fp32"
+    stopped_early: bool = False
+    planned_epochs: int = 0  # the schedule's length (sized to the time budget when there is one)
+    stop_reason: str = "epochs"  # "epochs" | "plateau" | "time"
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast pays off only with native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.backends.mkldnn.is_available()
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    return precision
+
+
+def _autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _to_input(x_uint8: torch.Tensor, channels: int, channels_last: bool) -> torch.Tensor:
+    x = x_uint8.float().div_(255)
+    if x.shape[1] != channels:  # grayscale data into an RGB model
+        x = x.expand(-1, channels, -1, -1)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def model_in_channels(model: nn.Module) -> int:
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return first.in_channels
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, *, input_size: int | None = None, precision: str = "auto",
+    channels_last: bool = True, batch_size: int = 128, view: int = 0,
+) -> torch.Tensor:
+    """Logits (float32) for a uint8 stack, in eval mode, at ``input_size``, in one view."""
+    precision = resolve_precision(precision)
+    if input_size:
+        images = resize_uint8(images, input_size)
+    channels = model_in_channels(model)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for chunk in images.split(batch_size):
+            if view:
+                chunk = apply_views(chunk, torch.full((len(chunk),), view))
+            with _autocast(precision):
+                out.append(model(_to_input(chunk, channels, channels_last)).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], *,
+    input_size: int | None = None, precision: str = "fp32", negative_classes: tuple[int, ...] = (),
+) -> Metrics:
+    """Metrics of ``model`` on a uint8 stack, in fp32 by default: a model trained under bf16 autocast
+    scored 98.6% test in bf16 but 97.5% in fp32, as ONNX Runtime runs it (the NEU reference winner)."""
+    logits = predict_logits(model, images, input_size=input_size, precision=precision)
+    return compute_metrics(logits.argmax(1), labels, class_names, negative_classes or None)
+
+
+def _class_weights(y: torch.Tensor, k: int) -> torch.Tensor:
+    counts = torch.bincount(y, minlength=k).float().clamp_min(1)
+    return counts.sum() / (k * counts)
+
+
+def _epoch_order(y: torch.Tensor, k: int, sampler: str, g: torch.Generator) -> torch.Tensor:
+    if sampler == "balanced":
+        w = _class_weights(y, k)[y]
+        return torch.multinomial(w, len(y), replacement=True, generator=g)
+    return torch.randperm(len(y), generator=g)
+
+
+def train(
+    model: nn.Module,
+    data: TrainData,
+    config: TrainConfig,
+    on_epoch: Callable[[int, float, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; it ends with the weights of its best validation epoch.
+
+    With ``config.time_budget_s`` the cosine schedule is sized to the time (its length measured
+    from the first epochs, re-measured in the first half if the pace drifts), ``epochs`` is only a
+    cap, and training stops before an epoch that would overrun the budget."""
+    start = time.perf_counter()  # the budget includes set-up
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    precision = resolve_precision(config.precision)
+    k = len(data.class_names)
+    if config.kd != "none" and data.teacher_logits is None:
+        raise DefectNasError("distillation asked for (kd != none) but no teacher logits were given")
+    x_train = resize_uint8(data.x_train, config.input_size) if config.input_size else data.x_train
+    x_val = resize_uint8(data.x_val, config.input_size) if config.input_size else data.x_val
+    channels = model_in_channels(model)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    weights = _class_weights(data.y_train, k) if config.class_weights == "balanced" else None
+    loss_fn = DistillLoss(
+        kind=config.kd, alpha=config.kd_alpha if config.kd != "none" else 0.0, temperature=config.kd_temperature,
+        label_smoothing=config.label_smoothing, class_weights=weights,
+    )
+    lr = config.learning_rate
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(x_train) // config.batch_size)  # drop the ragged last batch (BN)
+    planned = config.epochs
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * planned // 4)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        total = steps_per_epoch * planned
+        return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    best_key, best_epoch, best_state, history, since_best = (-1.0, 0.0), 0, None, [], 0
+    step, seen, stop_reason, epoch, durations = 0, 0, "epochs", 0, []
+    while epoch < planned:
+        epoch += 1
+        epoch_start = time.perf_counter()
+        model.train()
+        order = _epoch_order(data.y_train, k, config.sampler, g)
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            xb, yb = x_train[idx], data.y_train[idx]
+            views = torch.randint(0, NUM_VIEWS, (len(idx),), generator=g) if config.views else torch.zeros(len(idx))
+            if config.views:
+                xb = apply_views(xb, views)
+            x = _to_input(xb, channels, config.channels_last)
+            if config.crop_scale < 1:
+                x = random_resized_crop(x, config.crop_scale, g)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            t = data.teacher_logits[idx, views.long()] if loss_fn.needs_teacher else None
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            with _autocast(precision):
+                logits = model(x)
+            loss = loss_fn(logits.float(), yb, t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            seen += len(idx)
+        val_logits = predict_logits(model, x_val, precision="fp32")  # scored as it deploys (ONNX Runtime, fp32)
+        val = compute_metrics(val_logits.argmax(1), data.y_val, data.class_names, data.negative_classes or None)
+        val_loss = nn.functional.cross_entropy(val_logits, data.y_val).item()
+        elapsed = time.perf_counter() - start
+        durations.append(time.perf_counter() - epoch_start)
+        record = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_accuracy": val.accuracy,
+                  "val_balanced_accuracy": val.balanced_accuracy, "val_loss": val_loss, "seconds": elapsed,
+                  "lr": lr_at(step - 1)}
+        history.append(record)
+        # best = highest validation accuracy, ties to the lower validation loss (a later, annealed epoch)
+        if (val.accuracy, -val_loss) > (best_key[0], best_key[1] + 1e-3):
+            best_key, best_epoch, since_best = (val.accuracy, -val_loss), epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch > planned / 2:  # a plateau counts only once the learning rate fell below half its peak:
+            since_best += 1  # before that a flat validation curve is the high rate's noise, not convergence
+        if on_epoch is not None:
+            on_epoch(epoch, val.accuracy, record)  # may raise to prune
+        if config.patience is not None and since_best >= config.patience and stop_reason != "plateau":
+            # a plateau ends the schedule with a short anneal, not on the spot: stopping at a still-high
+            # learning rate lost 2 points on NEU (results/benchmarks/precision.* and README)
+            stop_reason, planned = "plateau", min(planned, epoch + max(2, round(0.1 * planned)))
+        if config.time_budget_s is not None:
+            epoch_s = _typical_epoch_seconds(durations)
+            fits = max(epoch, min(config.epochs, epoch + int((config.time_budget_s - elapsed) / epoch_s)))
+            # size the schedule to the time from the epochs measured so far: after each of the first
+            # three; later, shorten it whenever it would overrun (the learning rate then only falls),
+            # and lengthen it in the first half if the pace got more than 10% faster
+            late = fits < planned - max(1.0, 0.05 * planned)
+            grow = stop_reason != "plateau" and (epoch <= 3 or (epoch <= planned / 2 and fits > 1.1 * planned))
+            if grow or late:
+                planned = fits
+                if fits < config.epochs and fits == epoch:  # the time, not the cap, ended the schedule
+                    stop_reason = "time"
+            if epoch < planned and elapsed + epoch_s > config.time_budget_s:
+                stop_reason = "time"
+                break
+    seconds = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_epoch, best_key[0], history, seconds, seen / seconds if seconds else 0.0, precision,
+                       stop_reason != "epochs", planned, stop_reason)
+
+
+def _typical_epoch_seconds(durations: list[float]) -> float:
+    """The median of the last (up to) five epoch durations: robust to the first epoch's one-off
+    kernel set-up, and following the machine's current pace."""
+    recent = sorted(durations[-5:])
+    return max(1e-3, recent[(len(recent) - 1) // 2])

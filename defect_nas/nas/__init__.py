@@ -1,0 +1,1 @@
+"""The search: the optuna engine (generator and inquisitor), the final phase, storage, report, export."""

@@ -1,0 +1,351 @@
+"""The generator-inquisitor loop on an optuna study (generative synthesis, after TinyDefectNet).
+
+- Generator: the optuna sampler over a space's choices (TPE by default, NSGA-II, or random),
+  seeded with the space's prototypes as the first trials. ``budget.fit`` makes every proposal
+  feasible before any training; proposals that cannot be made feasible (or break the params /
+  latency caps) are told to the sampler through optuna's constraints, so it learns from them.
+- Inquisitor: the fast trainer (with distillation from the cached teacher) at a proxy fidelity,
+  reporting validation accuracy each epoch so the pruner (Hyperband / successive halving) stops
+  weak candidates early. Its verdict, NetScore from *validation* accuracy, is told to the study.
+  Test accuracy is recorded for the report but never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from safetensors.torch import save_file
+
+from defect_nas.core.budget import Budget, fit
+from defect_nas.core.cost import cost
+from defect_nas.core.errors import DefectNasError, Infeasible
+from defect_nas.core.netscore import netscore
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.spec import ArchSpec
+from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
+from defect_nas.evaluators.latency import measure_latency
+from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
+from defect_nas.evaluators.trainer import TrainConfig
+from defect_nas.search_spaces.base import Task, get_space
+from defect_nas.search_spaces.build import build
+
+PENALTY = 0.0  # objective value of a candidate that was never trained (infeasible)
+
+
+class PrefixedTrial:
+    """Names a space's parameters ``<space>.<name>`` so several spaces share one study."""
+
+    def __init__(self, trial: Any, prefix: str):
+        self.trial, self.prefix = trial, prefix
+
+    def suggest_int(self, name: str, *a, **k) -> int:
+        return self.trial.suggest_int(f"{self.prefix}.{name}", *a, **k)
+
+    def suggest_categorical(self, name: str, choices) -> Any:
+        return self.trial.suggest_categorical(f"{self.prefix}.{name}", choices)
+
+    def suggest_float(self, name: str, *a, **k) -> float:
+        return self.trial.suggest_float(f"{self.prefix}.{name}", *a, **k)
+
+
+def propose(trial: Any, config: SearchConfig, task: Task) -> tuple[str, ArchSpec]:
+    """The generator's draw: a space (when several) and an architecture from it."""
+    if len(config.spaces) == 1:
+        name = config.spaces[0]
+        return name, get_space(name).propose(trial, task)
+    name = trial.suggest_categorical("space", list(config.spaces))
+    return name, get_space(name).propose(PrefixedTrial(trial, name), task)
+
+
+@dataclass
+class SearchContext:
+    """What every worker needs, rebuilt from the config in each process."""
+
+    config: SearchConfig
+    dataset: Dataset
+    split: Split
+    teacher: Teacher | None
+    run_dir: Path
+    deadline: float | None = None  # time.time() after which trials stop early
+
+    @property
+    def task(self) -> Task:
+        return Task(self.dataset.images.shape[1], self.dataset.images.shape[-1], len(self.dataset.class_names))
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.config.budget_flops, self.config.tolerance, self.config.max_params)
+
+    def teacher_config(self) -> TeacherConfig | None:
+        return teacher_config(self.config)
+
+
+def teacher_config(config: SearchConfig) -> TeacherConfig | None:
+    if config.teacher == "none":
+        return None
+    return TeacherConfig(arch=config.teacher, init=config.teacher_init, epochs=config.teacher_epochs,
+                         input_size=config.teacher_input_size)
+
+
+def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None) -> SearchContext:
+    dataset = load_dataset(config.dataset)
+    if fingerprint and dataset.fingerprint != fingerprint:
+        raise DefectNasError(
+            f"dataset {config.dataset!r} here differs from the study's (fingerprint {dataset.fingerprint[:12]}"
+            f" vs {fingerprint[:12]}); give this worker the same data"
+        )
+    split = make_split(dataset, seed=config.split_seed)
+    tcfg = teacher_config(config)
+    teacher = ensure_teacher(dataset, split, tcfg, log=log) if tcfg else None
+    return SearchContext(config, dataset, split, teacher, run_dir)
+
+
+def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
+    """The training recipe of every run of a search; ``overrides``: e.g. patience, time_budget_s."""
+    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd if config.teacher != "none" else "none",
+                       kd_alpha=config.kd_alpha, seed=seed, **overrides)
+
+
+def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,
+                    on_epoch=None, **overrides) -> tuple[torch.nn.Module, dict]:
+    """Train ``spec`` (designed at full size) at ``input_size``; return the model and its numbers."""
+    from defect_nas.evaluators.run import train_spec
+
+    cfg = train_config(ctx.config, epochs, input_size, seed, **overrides)
+    result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False)
+    return result.model, result.summary
+
+
+class Objective:
+    """One trial: generate, fit, check constraints, train (pruned per epoch), score."""
+
+    def __init__(self, ctx: SearchContext):
+        self.ctx = ctx
+        self.multi = ctx.config.strategy == "nsga2"
+
+    def _penalty(self) -> float | tuple[float, float, float]:
+        return (0.0, 1e18, 1e18) if self.multi else PENALTY
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float, float]:
+        cfg, ctx = self.ctx.config, self.ctx
+        task = ctx.task
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        proto = trial.user_attrs.get("prototype")
+        if proto:  # an enqueued prototype of generative synthesis: the seed, not a draw
+            space_name, _, pname = proto.partition("/")
+            proposal = get_space(space_name).prototypes(task)[pname]
+            trial.set_user_attr("space", space_name)
+        else:
+            space_name, proposal = propose(trial, cfg, task)
+            trial.set_user_attr("space", space_name)
+        try:
+            spec = fit(proposal, ctx.budget)
+        except Infeasible as e:
+            trial.set_user_attr("infeasible", str(e))
+            trial.set_constraint("budget", 1.0)
+            return self._penalty()
+        c = cost(spec)
+        trial.set_user_attr("spec", spec.to_json(indent=None))
+        trial.set_user_attr("digest", spec.digest())
+        trial.set_user_attr("macs", c.macs)
+        trial.set_user_attr("params", c.params)
+        trial.set_constraint("budget", ctx.budget.violation(c.macs, c.params))
+        lat = measure_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), backend="eager",
+                              batch_size_throughput=None, warmup=2, repeats=7).latency_ms
+        trial.set_user_attr("latency_ms", lat)
+        if cfg.max_latency_ms is not None:
+            trial.set_constraint("latency", (lat - cfg.max_latency_ms) / cfg.max_latency_ms)
+            if lat > cfg.max_latency_ms:
+                return self._penalty()
+        if cfg.max_params is not None and c.params > cfg.max_params:
+            return self._penalty()
+
+        def on_epoch(epoch: int, val_acc: float, record: dict) -> None:
+            if not self.multi:
+                trial.report(val_acc, epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("val_accuracy", val_acc)
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch} (val {val_acc:.1f}%)")
+            if ctx.deadline is not None and time.time() > ctx.deadline:
+                trial.set_user_attr("val_accuracy", val_acc)
+                trial.set_user_attr("stopped", "time budget")
+                raise optuna.TrialPruned("time budget reached")
+
+        trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": cfg.proxy_input_size or task.input_size})
+        model, r = train_candidate(ctx, spec, cfg.epochs, cfg.proxy_input_size, cfg.seed, on_epoch)
+        score = netscore(max(r["val_accuracy"], 1e-6), c.params, c.macs)
+        for key in ("val_accuracy", "test_accuracy", "epochs_run", "train_seconds"):
+            trial.set_user_attr(key, r[key])
+        trial.set_user_attr("netscore", score)
+        if cfg.min_accuracy > 0:
+            trial.set_constraint("accuracy_floor", cfg.min_accuracy - r["val_accuracy"])
+        weights = ctx.run_dir / "trials" / f"{trial.number}.safetensors"
+        weights.parent.mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,
+                  metadata={"arch": spec.to_json(indent=None), "input_size": str(r["input_size"])})
+        if self.multi:
+            cost2 = lat if cfg.nsga2_cost == "latency" else float(c.macs)
+            return r["val_accuracy"], cost2, float(c.params)
+        return score
+
+
+def make_sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():  # multivariate/group TPE are marked experimental by optuna
+        warnings.simplefilter("ignore")
+        return _sampler(config, worker)
+
+
+def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
+    seed = config.seed * 1000 + worker  # workers must not draw the same proposals
+    if config.strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.strategy == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=8)
+
+
+def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "none" or config.strategy == "nsga2":
+        return optuna.pruners.NopPruner()
+    if config.pruner == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs, reduction_factor=3)
+    return optuna.pruners.HyperbandPruner(min_resource=config.min_epochs, max_resource=config.epochs,
+                                          reduction_factor=3)
+
+
+def directions(config: SearchConfig) -> list[str]:
+    return ["maximize", "minimize", "minimize"] if config.strategy == "nsga2" else ["maximize"]
+
+
+def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions(config),
+                                sampler=make_sampler(config, worker), pruner=make_pruner(config),
+                                load_if_exists=True)
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", config.to_dict())
+    elif SearchConfig.from_dict(stored).to_json() != config.to_json():
+        stored = json.loads(SearchConfig.from_dict(stored).to_json())  # an older config: defaults for new keys
+        diff = [k for k, v in config.to_dict().items() if stored.get(k) != (list(v) if isinstance(v, tuple) else v)]
+        diff = [k for k in diff if k not in ("trials", "time_budget_s")]
+        if diff:
+            raise DefectNasError(f"study {name!r} was made with another --{diff[0].replace('_', '-')}"
+                                 f" ({stored.get(diff[0])!r}); pass --run NAME for a new search")
+    return study
+
+
+def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task) -> int:
+    """Generative synthesis starts from the prototypes: enqueue them once per study."""
+    if study.user_attrs.get("prototypes_enqueued"):
+        return 0
+    n = 0
+    for space_name in config.spaces:
+        for pname in get_space(space_name).prototypes(task):
+            study.enqueue_trial({}, user_attrs={"prototype": f"{space_name}/{pname}"})
+            n += 1
+    study.set_user_attr("prototypes_enqueued", True)
+    return n
+
+
+def finished_count(study: optuna.Study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, deadline: float | None) -> None:
+    """The loop of one worker process: trials until the trial count or the deadline is reached."""
+    ctx.deadline = deadline
+    objective = Objective(ctx)
+    callbacks = []
+    if n_trials is not None:
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=states))
+    while True:
+        if n_trials is not None and finished_count(study) >= n_trials:
+            return
+        remaining = None if deadline is None else deadline - time.time()
+        if remaining is not None and remaining <= 0:
+            return
+        study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
+                       gc_after_trial=True)
+
+
+def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name: str, worker: int,
+                   n_trials: int | None, deadline: float | None, threads: int = 1) -> None:
+    """Entry point of a spawned local worker (one thread each: two 1-thread processes train
+    ~1.45x more images/s than one 2-thread process on this machine kind)."""
+    import warnings
+
+    from defect_nas.nas.storage import open_storage
+
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.set_num_threads(threads)
+    config = SearchConfig.from_dict(config_dict)
+    ctx = load_context(config, Path(run_dir), log=lambda m: None)
+    study = create_or_load_study(config, open_storage(storage_url), study_name, worker)
+    try:
+        run_worker(ctx, study, n_trials, deadline)
+    except KeyboardInterrupt:
+        pass
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+    """Every trial as a flat row (trials.csv and the report)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        val = a.get("val_accuracy")
+        if val is None and t.intermediate_values:
+            val = t.intermediate_values[max(t.intermediate_values)]
+        cons = t.system_attrs.get("constraints") if hasattr(t, "system_attrs") else None
+        constraint = max(t.constraints.values()) if getattr(t, "constraints", None) else (max(cons) if cons else None)
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append({
+            "number": t.number, "state": t.state.name, "space": a.get("space"), "prototype": a.get("prototype"),
+            "spec_digest": a.get("digest"), "macs": a.get("macs"), "params": a.get("params"),
+            "fidelity_epochs": (a.get("fidelity") or {}).get("epochs"),
+            "fidelity_input_size": (a.get("fidelity") or {}).get("input_size"),
+            "epochs_run": a.get("epochs_run", len(t.intermediate_values) or None),
+            "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_ms": a.get("latency_ms"),
+            "netscore": a.get("netscore") if a.get("netscore") is not None else (
+                netscore(max(val, 1e-6), a["params"], a["macs"]) if val is not None and a.get("macs") else None),
+            "constraint": constraint, "feasible": constraint is None or constraint <= 0,
+            "infeasible_reason": a.get("infeasible"), "retry_of": a.get("retry_of"),
+            "datetime_start": t.datetime_start, "duration_s": duration,
+        })
+    return rows
+
+
+def top_k(rows: list[dict], k: int, min_accuracy: float) -> list[dict]:
+    """The k best finished, feasible, trained trials by validation NetScore (one per architecture)."""
+    ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
+          and r["val_accuracy"] >= min_accuracy and r["spec_digest"]]
+    if not ok:  # nothing reached the floor: still report the best candidates, flagged by the caller
+        ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
+    best, seen = [], set()
+    for r in sorted(ok, key=lambda r: (-r["netscore"], r["number"])):
+        if r["spec_digest"] not in seen:
+            seen.add(r["spec_digest"])
+            best.append(r)
+    return best[:k]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)

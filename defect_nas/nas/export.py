@@ -1,0 +1,127 @@
+"""Export a trained architecture ready to deploy, and load it back without pickle.
+
+A model folder holds ``arch.json`` (the ArchSpec), ``weights.safetensors``, ``labels.json``
+(class names), ``model.onnx`` (checked against PyTorch with ONNX Runtime), optionally
+``model.torchscript.pt``, and ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from defect_nas.core.errors import DefectNasError
+from defect_nas.core.spec import ArchSpec, load_spec
+from defect_nas.evaluators.latency import export_onnx
+from defect_nas.search_spaces.build import build
+
+FORMATS = ("safetensors", "onnx", "torchscript")
+
+
+def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, ...], out: Path,
+               formats: tuple[str, ...] = ("safetensors", "onnx")) -> list[Path]:
+    """Write the model folder; arch.json, labels.json and weights always, ONNX / TorchScript on request."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise DefectNasError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    (out / "arch.json").write_text(spec.to_json() + "\n")
+    (out / "labels.json").write_text(json.dumps(list(class_names)) + "\n")
+    written = [out / "arch.json", out / "labels.json"]
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "weights.safetensors",
+              metadata={"arch": spec.to_json(indent=None), "labels": json.dumps(list(class_names))})
+    written.append(out / "weights.safetensors")
+    shape = (spec.in_channels, spec.input_size, spec.input_size)
+    if "onnx" in formats:
+        written.append(export_onnx(model, shape, out / "model.onnx"))
+    if "torchscript" in formats:
+        traced = torch.jit.trace(model, torch.rand(1, *shape))
+        traced.save(str(out / "model.torchscript.pt"))
+        written.append(out / "model.torchscript.pt")
+    return written
+
+
+def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str, ...]]:
+    """Rebuild a saved model from arch.json + weights.safetensors (no pickle involved)."""
+    folder = Path(folder)
+    if not (folder / "arch.json").is_file() or not (folder / "weights.safetensors").is_file():
+        raise DefectNasError(f"{folder}: not a model folder (needs arch.json and weights.safetensors)")
+    spec = load_spec(str(folder / "arch.json"))
+    labels_file = folder / "labels.json"
+    names = tuple(json.loads(labels_file.read_text())) if labels_file.is_file() else tuple(
+        f"class{i}" for i in range(spec.num_classes))
+    model = build(spec)
+    try:
+        model.load_state_dict(load_file(folder / "weights.safetensors"))
+    except Exception as e:
+        raise DefectNasError(
+            f"{folder / 'weights.safetensors'}: does not fit arch.json ({e.__class__.__name__})"
+        ) from None
+    return model.eval(), spec, names
+
+
+def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
+    """MODEL_CARD.md: data, split, metrics, cost, latency, and how to load the model."""
+    acc = summary.get("test_accuracy_mean")
+    std = summary.get("test_accuracy_std", 0.0)
+    per_class = summary.get("per_class_accuracy") or {}
+    lines = [
+        f"# {name}",
+        "",
+        f"Designed by defect-nas ({summary.get('strategy', 'search')} over {summary.get('spaces', spec.name)}) under "
+        f"a budget of {summary.get('budget', '')}.",
+        "",
+        "## Data",
+        "",
+        f"- dataset: `{data.get('name')}` (fingerprint `{data.get('fingerprint', '')[:16]}`), classes: "
+        + ", ".join(f"`{c}`" for c in data.get("class_names", [])),
+        f"- split (seed {data.get('split_seed')}): {data.get('sizes')}; file lists in `../split.json`",
+        "",
+        "## Metrics (test set, never used for selection)",
+        "",
+        f"- accuracy: **{acc:.2f}% +- {std:.2f}** over {summary.get('seeds')} training seeds"
+        if acc is not None
+        else "",
+        f"- trained: {summary['fidelity']}" if summary.get("fidelity") else "",
+        f"- validation accuracy: {summary.get('val_accuracy_mean', float('nan')):.2f}%; per class below: the "
+        "exported seed (the one with the best validation accuracy)",
+        f"- NetScore: {summary.get('netscore', float('nan')):.2f} dB ({summary.get('netscore_definition', '')})",
+        "",
+        "| class | accuracy |",
+        "| --- | --- |",
+        *[f"| {k} | {v:.2f}% |" if v is not None else f"| {k} | n/a |" for k, v in per_class.items()],
+        "",
+        "## Cost",
+        "",
+        f"- MACs: {summary.get('macs'):,} (2 x MACs: {2 * summary.get('macs', 0):,})"
+        f" at {spec.input_size}x{spec.input_size}x{spec.in_channels}",
+        f"- parameters: {summary.get('params'):,}",
+        f"- latency (batch 1): {summary.get('latency_ms', float('nan')):.2f} ms eager PyTorch, "
+        f"{summary.get('latency_onnx_ms', float('nan')):.2f} ms ONNX Runtime, on {summary.get('cpu', 'this CPU')} "
+        f"with {summary.get('threads', '?')} threads",
+        "",
+        "## How to use it",
+        "",
+        f"Input: float32 `[N, {spec.in_channels}, {spec.input_size}, {spec.input_size}]`, pixel values / 255 "
+        "(grayscale as one channel). Output: one logit per class in `labels.json` order.",
+        "",
+        "```python",
+        "from defect_nas.nas.export import load_model        # defect-nas installed; no pickle involved",
+        "model, spec, labels = load_model('winner')",
+        "```",
+        "",
+        "```python",
+        "import onnxruntime as ort, numpy as np  # without defect-nas",
+        "session = ort.InferenceSession('winner/model.onnx')",
+        f"x = np.zeros((1, {spec.in_channels}, {spec.input_size}, {spec.input_size}), np.float32)",
+        "logits = session.run(None, {'input': x})[0]",
+        "```",
+        "",
+        "Or from the command line: `defect-nas predict RUN/winner IMAGE...`.",
+        "",
+    ]
+    return "\n".join(lines)

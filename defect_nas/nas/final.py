@@ -1,0 +1,247 @@
+"""After exploration: the full-resolution rung, the winner's converged seeds, and baselines, in time.
+
+Why: the proxy (100 px, 12 epochs) ranks candidates well, but converged accuracy needs far more
+training (the first reference winner: 95.6% at 15 epochs at 200 px, 99.7% at 60, 100% at 150).
+So the best proxy candidates climb to a rung at full resolution (one seed, a schedule sized to
+the rung's time share), the winner is chosen there, and its seeds train until validation
+plateaus or the budget ends. Every schedule is sized from the epoch times the job itself
+measures (``TrainConfig.time_budget_s``), so a slow architecture or a busy machine shortens the
+schedule instead of overrunning the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from defect_nas.core.netscore import netscore
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.spec import ArchSpec
+from defect_nas.nas import procs
+from defect_nas.nas.engine import SearchContext, mean_std, train_config
+
+Log = Callable[[str], None]
+JOB_MARGIN_S = 2.0  # a job's own share of the end: test evaluation and handing back the weights
+MIN_SLOT_S = 120.0  # rung 2 promotes fewer candidates rather than give each less than this
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """Wall-clock ends (``time.time()``) of each phase of a run with a time budget; all None without."""
+
+    started: float
+    end: float | None = None
+    explore_end: float | None = None
+    promote_end: float | None = None
+    final_end: float | None = None
+
+    @classmethod
+    def make(cls, config: SearchConfig, started: float, now: float, baselines: bool) -> TimePlan:
+        """Split what set-up (data, teacher) left of the budget, less a reserve for export and report."""
+        if config.time_budget_s is None:
+            return cls(started)
+        end = started + config.time_budget_s
+        reserve = reserve_seconds(config.time_budget_s)
+        usable = max(0.0, end - reserve - now)
+        explore_end = now + config.explore_share * usable
+        promote_end = explore_end + config.promote_share * usable
+        final_end = end - reserve
+        if baselines:  # they must not eat the winner's time: they get the last 30% of what follows promotion
+            final_end = promote_end + 0.7 * (final_end - promote_end)
+        return cls(started, end, explore_end, promote_end, final_end)
+
+    def to_dict(self) -> dict[str, float | None]:
+        """Planned seconds from the start at which each phase ends."""
+        rel = {k: getattr(self, k) for k in ("explore_end", "promote_end", "final_end", "end")}
+        return {k: (None if v is None else round(v - self.started, 1)) for k, v in rel.items()}
+
+
+def reserve_seconds(budget_s: float) -> float:
+    """Kept back for export, latency measurement and the report (``export_s`` in the timeline)."""
+    return min(60.0, max(8.0, 0.02 * budget_s))
+
+
+def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
+               deadline: float | None, patience: int | None, skippable: bool = True,
+               slot: float | None = None) -> tuple[dict, dict]:
+    """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
+    ``deadline`` and after ``slot`` seconds from its own start (its schedule sized to that time).
+    Without time left it is skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds),
+    trains one epoch."""
+    from defect_nas.evaluators.run import train_module
+    from defect_nas.nas.engine import train_candidate
+
+    ctx = procs.context()
+    if slot is not None:  # equal time for every rung-2 candidate, whenever its turn comes
+        deadline = min(deadline, time.time() + slot) if deadline is not None else time.time() + slot
+    budget = None if deadline is None else deadline - time.time() - JOB_MARGIN_S
+    if budget is not None and budget < 1:
+        if skippable:
+            raise TimeoutError("no time left in the budget")
+        budget = 1e-3  # the first epoch always runs: a winner is never left untrained
+    overrides = {"patience": patience, "time_budget_s": budget}
+    if spec_json is not None:
+        model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, **overrides)
+    else:
+        from defect_nas.nas.baselines import baseline_costs, baseline_model
+
+        ds = ctx.dataset
+        torch.manual_seed(seed)
+        model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx)
+        cfg = replace(train_config(ctx.config, epochs, input_size, seed), **overrides)
+        summary = train_module(model, ds, ctx.split, cfg, ctx.teacher)
+        summary.update(baseline_costs(model, ds.images.shape[1], ds.images.shape[-1]))
+    return summary, {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def _fidelity(s: dict) -> str:
+    return (
+        f"{s['epochs_run']} epochs at {s['input_size']}px (planned {s['planned_epochs']}, stopped: {s['stop_reason']})"
+    )
+
+
+def promotion_candidates(rows: list[dict], k: int, min_accuracy: float) -> list[dict]:
+    """Rung 2's entrants: the k distinct feasible architectures with the best proxy validation
+    accuracy (ties to NetScore). Accuracy first: proxy accuracy ranks converged accuracy well
+    (Spearman 0.68 on twelve specs, parameter count 0.32: results/benchmarks/fidelity.*), where
+    NetScore would send the smallest nets to the top."""
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
+            and r["spec_digest"]]
+    ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done
+    out, seen = [], set()
+    for r in sorted(ok, key=lambda r: (-r["val_accuracy"], -(r["netscore"] or 0), r["number"])):
+        if r["spec_digest"] not in seen:
+            seen.add(r["spec_digest"])
+            out.append(r)
+    return out[:k]
+
+
+def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan: TimePlan, workers: int,
+            threads: int, log: Log) -> list[dict]:
+    """Train each entrant at full resolution, one seed, ``workers`` at a time in equal time slots."""
+    cfg = ctx.config
+    start = time.time()
+    left = None if plan.promote_end is None else max(0.0, plan.promote_end - start)
+    if left is not None and len(entrants) > workers and left / math.ceil(len(entrants) / workers) < MIN_SLOT_S:
+        entrants = entrants[:workers]  # a short budget: fewer candidates, each trained long enough to tell
+    rounds = math.ceil(len(entrants) / max(1, workers))
+    slot = None if left is None else left / rounds
+    if len(entrants) < 2 or (slot is not None and slot < 2 * JOB_MARGIN_S):
+        log("rung 2 skipped: fewer than two candidates or no time for it")
+        return []
+    log(f"rung 2: {len(entrants)} candidate(s) at full resolution, "
+        + (f"{slot / 60:.1f} min each" if slot else f"{cfg.promote_epochs} epochs each"))
+    out = []
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads) as pool:
+        futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
+                               cfg.seed, plan.promote_end, None, True, slot)
+                   for _, spec, _ in entrants]
+        for (number, spec, row), fut in zip(entrants, futures):
+            entry = {"trial": number, "spec": spec, "proxy_val_accuracy": row["val_accuracy"],
+                     "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"]}
+            try:
+                s, _ = fut.result()
+            except Exception as e:  # no time left, or the process died: that candidate only
+                log(f"rung 2: trial {number} skipped: {e.__class__.__name__}: {str(e)[:120]}")
+                continue
+            entry.update(_rung_record(s, row["params"], row["macs"]))
+            out.append(entry)
+    return out
+
+
+def _rung_record(s: dict, params: int, macs: int) -> dict:
+    return {"val_accuracy": s["val_accuracy"], "test_accuracy": s["test_accuracy"], "epochs_run": s["epochs_run"],
+            "planned_epochs": s["planned_epochs"], "best_epoch": s["best_epoch"], "stop_reason": s["stop_reason"],
+            "train_seconds": s["train_seconds"], "train_images_per_second": s["train_images_per_second"],
+            "input_size": s["input_size"], "val_netscore": netscore(max(s["val_accuracy"], 1e-6), params, macs),
+            "history": s["history"], "fidelity": _fidelity(s)}
+
+
+def choose_winner(promoted: list[dict], margin: float, min_accuracy: float = 0.0) -> dict:
+    """The best validation NetScore among rung-2 candidates within ``margin`` points of the best
+    rung-2 validation accuracy and above ``min_accuracy`` when any is (test is never looked at)."""
+    best = max(p["val_accuracy"] for p in promoted)
+    eligible = [p for p in promoted if p["val_accuracy"] >= best - margin]
+    eligible = [p for p in eligible if p["val_accuracy"] >= min_accuracy] or eligible
+    return max(eligible, key=lambda p: (p["val_netscore"], -p["trial"]))
+
+
+def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int, threads: int,
+                log: Log) -> list[tuple[dict, dict]]:
+    """The winner's seeds, all at once, each until its validation plateaus, its epoch cap, or the
+    plan's end; returns (summary with learning curve, weights) per seed."""
+    cfg = ctx.config
+    n = cfg.final_seeds
+    per = max(1, (workers * threads) // n)
+    left = "" if plan.final_end is None else f", {max(0.0, plan.final_end - time.time()) / 60:.1f} min"
+    log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per) as pool:
+        futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
+                               cfg.seed + s, plan.final_end, cfg.patience, False) for s in range(n)]
+        runs = []
+        for s, f in enumerate(futures):
+            try:
+                runs.append(f.result())
+            except Exception as e:  # a seed whose process died is reported, the others are kept
+                log(f"final: seed {cfg.seed + s} failed: {e.__class__.__name__}: {str(e)[:120]}")
+        return runs
+
+
+def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, workers: int, threads: int,
+                    log: Log) -> tuple[list[dict], list[str]]:
+    """Baselines at the winner's final recipe (full resolution, same epoch cap and plateau rule,
+    one seed) in the time left; a baseline that cannot run is skipped with the reason."""
+    cfg = ctx.config
+    end = None if plan.end is None else plan.end - reserve_seconds(cfg.time_budget_s or 0)
+    if end is not None and end - time.time() < 30:
+        return [], [f"baselines skipped: {max(0.0, end - time.time()):.0f} s left in --time-budget"]
+    rows, skipped = [], []
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads) as pool:
+        futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
+                                                     cfg.seed, end, cfg.patience) for b in names}
+        for b, fut in futures.items():
+            try:
+                s, _ = fut.result()
+            except Exception as e:  # a baseline that cannot run here must not sink the search's results
+                skipped.append(f"baseline {b} skipped: {e.__class__.__name__}: {str(e).splitlines()[0][:120]}")
+                log(skipped[-1])
+                continue
+            rows.append({"name": b, "test_accuracy": s["test_accuracy"], "val_accuracy": s["val_accuracy"],
+                         "macs": s["macs"], "params": s["params"],
+                         "netscore": netscore(max(s["test_accuracy"], 1e-6), s["params"], s["macs"]),
+                         "latency_ms": None, "fidelity": _fidelity(s) + ", 1 seed"})
+    return rows, skipped
+
+
+def final_record(runs: list[tuple[dict, dict]]) -> dict:
+    """What the summary says of the winner's seeds: per seed, and mean +- std."""
+    seeds = [{k: s.get(k) for k in ("seed", "val_accuracy", "test_accuracy", "epochs_run", "planned_epochs",
+                                "best_epoch", "stop_reason", "train_seconds", "train_images_per_second")}
+             for s, _ in runs]
+    val_m, val_s = mean_std([s["val_accuracy"] for s in seeds])
+    test_m, test_s = mean_std([s["test_accuracy"] for s in seeds])
+    return {"seeds": seeds, "val_accuracy_mean": val_m, "val_accuracy_std": val_s, "test_accuracy_mean": test_m,
+            "test_accuracy_std": test_s}
+
+
+def write_curves(path: Path, promoted: list[dict], runs: list[tuple[dict, dict]], winner_trial: int) -> None:
+    """learning_curves.csv: every epoch of rung 2 and of the final seeds."""
+    import csv
+
+    rows = []
+    for p in promoted:
+        rows += [{"phase": "rung2", "trial": p["trial"], "seed": None, **h} for h in p["history"]]
+    for s, _ in runs:
+        rows += [{"phase": "final", "trial": winner_trial, "seed": s["seed"], **h} for h in s["history"]]
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)

@@ -1,0 +1,48 @@
+"""Worker processes of a run: they die with the search process and hold one loaded context each."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import signal
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from defect_nas.nas.engine import SearchContext
+
+_CTX: SearchContext | None = None  # the context of this pool process
+
+
+def die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL when the search process dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _pool_init(config_dict: dict, run_dir: str, threads: int) -> None:
+    global _CTX
+    from defect_nas.core.search_config import SearchConfig
+    from defect_nas.nas.engine import load_context
+
+    die_with_parent()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    _CTX = load_context(SearchConfig.from_dict(config_dict), Path(run_dir), log=lambda m: None)
+
+
+def context() -> SearchContext:
+    assert _CTX is not None, "called outside a run_pool process"
+    return _CTX
+
+
+def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int) -> ProcessPoolExecutor:
+    """``processes`` spawned workers with ``threads`` torch threads each, the run's context loaded."""
+    return ProcessPoolExecutor(max_workers=max(1, processes), mp_context=mp.get_context("spawn"),
+                               initializer=_pool_init, initargs=(config_dict, str(run_dir), threads))

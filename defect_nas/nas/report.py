@@ -1,0 +1,214 @@
+"""report.html: one self-contained page (inline SVG plots, no scripts, opens offline)."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from defect_nas.core.pareto import pareto_front  # noqa: E402
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bool = False) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    groups = {
+        "complete, feasible": [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]],
+        "infeasible (budget, cap or accuracy floor)": [r for r in rows if not r["feasible"]],
+        "pruned": [r for r in rows if r["state"] == "PRUNED"],
+    }
+    styles = {"complete, feasible": ("o", "tab:blue"), "infeasible (budget, cap or accuracy floor)": ("x", "tab:red"),
+              "pruned": (".", "0.6")}
+    for name, rs in groups.items():
+        pts = [(r[x], r["val_accuracy"]) for r in rs if r.get(x) is not None and r.get("val_accuracy") is not None]
+        if pts:
+            ax.scatter(*zip(*pts), marker=styles[name][0], c=styles[name][1], label=name, alpha=0.8)
+    front = pareto_front(groups["complete, feasible"], minimize=(x,))
+    if front:
+        ax.plot([r[x] for r in front], [r["val_accuracy"] for r in front], "-", c="tab:green", label="Pareto front")
+    if winner and winner.get(x) is not None:
+        ax.scatter([winner[x]], [winner["val_accuracy"]], marker="*", s=250, c="gold", edgecolors="k", label="winner")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _progress(rows: list[dict]) -> str:
+    done = sorted((r for r in rows if r.get("netscore") is not None and r["state"] == "COMPLETE" and r["feasible"]),
+                  key=lambda r: r["number"])
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    if done:
+        ax.scatter([r["number"] for r in done], [r["netscore"] for r in done], s=12, label="trial NetScore (val)")
+        best, cur = [], float("-inf")
+        for r in done:
+            cur = max(cur, r["netscore"])
+            best.append(cur)
+        ax.step([r["number"] for r in done], best, where="post", c="tab:orange", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("NetScore (dB)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _confusion(matrix: list[list[int]], names: list[str]) -> str:
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return _svg(fig)
+
+
+def _curves(path: Path) -> str | None:
+    """Validation accuracy per epoch of every rung-2 candidate and final seed (learning_curves.csv)."""
+    import csv
+
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, phase, title in (
+        (axes[0], "rung2", "rung 2 (1 seed each)"),
+        (axes[1], "final", "final: the winner's seeds"),
+    ):
+        keys = sorted({(r["trial"], r["seed"]) for r in rows if r["phase"] == phase})
+        for trial, seed in keys:
+            pts = [(int(r["epoch"]), float(r["val_accuracy"])) for r in rows
+                   if r["phase"] == phase and r["trial"] == trial and r["seed"] == seed]
+            ax.plot(*zip(*pts), label=f"trial {trial}" if phase == "rung2" else f"seed {seed}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("validation accuracy (%)")
+    return _svg(fig)
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _ in cols:
+            v = r.get(key)
+            if isinstance(v, float):
+                v = f"{v:,.2f}"
+            elif isinstance(v, int):
+                v = f"{v:,}"
+            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
+    """Write report.html from the search summary and every trial row."""
+    winner = summary.get("winner") or {}
+    wrow = next((r for r in rows if r["number"] == winner.get("trial")), None)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
+        "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+        ".plots{display:flex;flex-wrap:wrap;gap:1em}.plots>div{flex:1 1 480px}svg{max-width:100%;height:auto}",
+        "</style></head><body>",
+        f"<h1>defect-nas search: {html.escape(summary.get('run', ''))}</h1>",
+        f"<p>{html.escape(summary.get('description', ''))}</p>",
+        f"<p>Trials by state: {html.escape(str(summary.get('trial_counts', {})))}. "
+        f"{html.escape(summary.get('netscore_definition', ''))}. Selection uses validation accuracy only; "
+        "test accuracy is reported, never used to choose.</p>",
+    ]
+    parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in summary.get("notes", [])]
+    parts.append("<h2>Winner</h2>")
+    if winner.get("fidelity"):
+        parts.append(f"<p>Trained: {html.escape(winner['fidelity'])}.</p>")
+    if winner:
+        parts.append(
+            _table(
+                [winner],
+                [
+                    ("name", "winner"),
+                    ("test_accuracy_mean", "test acc % (mean)"),
+                    ("test_accuracy_std", "+- std"),
+                    ("val_accuracy_mean", "val acc %"),
+                    ("macs", "MACs"),
+                    ("params", "params"),
+                    ("netscore", "NetScore (test)"),
+                    ("latency_ms", "latency ms (eager)"),
+                    ("latency_onnx_ms", "latency ms (ONNX RT)"),
+                    ("seeds", "seeds"),
+                ],
+            )
+        )
+    if (winner.get("final") or {}).get("seeds"):
+        parts += ["<h3>Final seeds</h3>",
+                  _table(winner["final"]["seeds"], [("seed", "seed"), ("val_accuracy", "val acc %"),
+                                                   ("test_accuracy", "test acc %"), ("epochs_run", "epochs run"),
+                                                   ("planned_epochs", "planned"), ("best_epoch", "best epoch"),
+                                                   ("stop_reason", "stopped by"), ("train_seconds", "seconds"),
+                                                   ("train_images_per_second", "img/s")])]
+    curves = _curves(path.parent / "learning_curves.csv")
+    if curves:
+        parts += ["<h3>Learning curves</h3>", curves]
+    if summary.get("comparison"):
+        parts += ["<h2>Winner against baselines (same trainer; each row says its fidelity)</h2>",
+                  _table(summary["comparison"], [("name", "model"), ("test_accuracy", "test acc %"),
+                                                 ("macs", "MACs"), ("params", "params"),
+                                                 ("netscore", "NetScore"), ("latency_ms", "latency ms"),
+                                                 ("fidelity", "trained at")])]
+    parts += [
+        "<h2>Pareto fronts</h2><div class='plots'>",
+        f"<div>{_scatter(rows, 'macs', 'MACs', wrow)}</div>",
+        f"<div>{_scatter(rows, 'latency_ms', 'latency, batch 1 (ms)', wrow)}</div></div>",
+        "<h2>NetScore over the search</h2>", _progress(rows),
+    ]
+    if winner.get("confusion"):
+        parts += ["<h2>Winner: confusion matrix and per-class accuracy (test)</h2><div class='plots'>",
+                  f"<div>{_confusion(winner['confusion'], list(winner['class_names']))}</div><div>",
+                  _table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
+                         [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]
+    if summary.get("promotion"):
+        parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
+                  "validation NetScore among those within the accuracy margin of the best rung-2 validation "
+                  "accuracy.</p>",
+                  _table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
+                                                ("proxy_val_accuracy", "proxy val %"), ("val_accuracy", "val %"),
+                                                ("test_accuracy", "test %"), ("epochs_run", "epochs"),
+                                                ("train_images_per_second", "img/s"), ("macs", "MACs"),
+                                                ("params", "params"), ("val_netscore", "NetScore (val)")])]
+    if summary.get("timeline"):
+        tl = summary["timeline"]
+        parts += ["<h2>Where the time went (seconds)</h2>",
+                  _table([{k: v for k, v in tl.items() if k != "plan"}], [(k, k) for k in tl if k != "plan"]),
+                  f"<p>Planned phase ends (s from the start): {html.escape(str(tl.get('plan')))}</p>"]
+    parts += ["<h2>All trials</h2>",
+              _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
+                            ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),
+                            ("test_accuracy", "test %"), ("latency_ms", "ms"), ("netscore", "NetScore"),
+                            ("constraint", "constraint"), ("epochs_run", "epochs")]),
+              "</body></html>"]
+    path.write_text("\n".join(parts))
+    return path

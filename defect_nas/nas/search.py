@@ -1,0 +1,297 @@
+"""A whole search run: study, workers, live progress, then the full-resolution rung, the winner's
+converged seeds, baselines, export and report, all inside the time budget (see ``nas.final``).
+
+``run_search`` drives local worker processes (one thread each) against the study, shows progress,
+and when the trial count or the exploration deadline is reached (or on Ctrl-C) writes the run
+folder: trials.csv, pareto.csv, learning_curves.csv, summary.json, report.html and winner/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from safetensors.torch import load_file
+
+from defect_nas.core.cost import cost
+from defect_nas.core.netscore import DEFAULT as NETSCORE
+from defect_nas.core.netscore import netscore
+from defect_nas.core.pareto import pareto_front
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.spec import ArchSpec
+from defect_nas.evaluators.latency import measure_latency
+from defect_nas.evaluators.runinfo import environment, write_json
+from defect_nas.nas.baselines import baseline_names
+from defect_nas.nas.engine import (
+    SearchContext,
+    create_or_load_study,
+    enqueue_prototypes,
+    finished_count,
+    load_context,
+    trial_rows,
+    worker_process,
+)
+from defect_nas.nas.export import model_card, save_model
+from defect_nas.nas.final import (
+    TimePlan,
+    choose_winner,
+    final_record,
+    promote,
+    promotion_candidates,
+    train_baselines,
+    train_final,
+    write_curves,
+)
+from defect_nas.nas.procs import die_with_parent
+from defect_nas.nas.report import write_report
+from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
+from defect_nas.search_spaces.build import build
+
+
+def _worker_entry(*args) -> None:
+    die_with_parent()
+    worker_process(*args)
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def run_search(
+    config: SearchConfig, run_dir: Path, *, storage_url: str | None = None, study_name: str | None = None,
+    workers: int = 1, threads: int = 1, progress: Callable[[optuna.Study, dict], None] | None = None,
+    log: Callable[[str], None] = print, finalize: bool = True, started: float | None = None,
+) -> dict:
+    """Run (or resume) the search in ``run_dir`` and return the summary. ``started``: when the
+    user's command began (the time budget counts from there, data loading and teacher included)."""
+    started = started or time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study_name = study_name or run_dir.name
+    url = storage_url or sqlite_url(run_dir)
+    with RunLock(run_dir):
+        ctx = load_context(config, run_dir, log=log)
+        write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name})
+        write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads})
+        write_json(run_dir / "split.json", ctx.split.to_json(ctx.dataset))
+        storage = open_storage(url)
+        study = create_or_load_study(config, storage, study_name)
+        if storage_url is None:
+            n = fail_orphaned_trials(study)
+            if n:
+                log(f"resuming: {n} trial(s) left running by a stopped process were failed and re-queued")
+        queued = enqueue_prototypes(study, config, ctx.task)
+        if queued:
+            log(f"generative synthesis starts from {queued} prototype(s)")
+        names = baseline_names(config.baselines, config.spaces, ctx.task)
+        plan = TimePlan.make(config, started, time.time(), bool(names))
+        deadline = plan.explore_end
+        study.set_user_attr("stop", {"n_trials": config.trials, "deadline": deadline})
+        study.set_user_attr("dataset_fingerprint", ctx.dataset.fingerprint)
+        timeline = {"setup_s": round(time.time() - started, 1)}
+        interrupted = False
+        procs = []
+        try:
+            if config.trials is None or finished_count(study) < config.trials:
+                spawn = mp.get_context("spawn")
+                for w in range(workers):
+                    p = spawn.Process(target=_worker_entry, args=(config.to_dict(), str(run_dir), url, study_name, w,
+                                                                  config.trials, deadline, threads), daemon=False)
+                    p.start()
+                    procs.append(p)
+                while any(p.is_alive() for p in procs):
+                    if progress is not None:
+                        progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials,
+                                         "end": plan.end})
+                    for p in procs:
+                        p.join(timeout=2.0 / max(1, len(procs)))
+        except KeyboardInterrupt:
+            interrupted = True
+            log("interrupted: stopping workers and writing results")
+            for p in procs:
+                p.join(timeout=20)
+                if p.is_alive():
+                    p.terminate()
+        timeline["explore_s"] = round(time.time() - started - timeline["setup_s"], 1)
+        summary = write_results(ctx, study, run_dir, finalize=finalize and not interrupted, log=log,
+                                workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline)
+        summary["interrupted"] = interrupted
+        timeline["wall_s"] = round(time.time() - started, 1)
+        summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
+        write_json(run_dir / "summary.json", summary)
+        return summary
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        if not rows:
+            return
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, finalize: bool, log, workers: int,
+                  threads: int, plan: TimePlan, baselines: list[str], timeline: dict) -> dict:
+    """Rung 2, the winner's final seeds and baselines (when ``finalize``), then export and report."""
+    cfg = ctx.config
+    rows = trial_rows(study)
+    (run_dir / "learning_curves.csv").unlink(missing_ok=True)  # never plot an earlier run's curves
+    write_csv(run_dir / "trials.csv", rows)
+    feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
+    write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
+    summary: dict[str, Any] = {
+        "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
+        "netscore_definition": NETSCORE.describe(),
+        "description": f"{cfg.strategy} over {', '.join(cfg.spaces)}; budget {cfg.budget_flops / 1e6:g}M MACs "
+                       f"+-{cfg.tolerance * 100:g}%; rung 1: trials at {cfg.epochs} epochs / "
+                       f"{cfg.proxy_input_size or 'full'}px; rung 2: top-{cfg.top_k} by proxy accuracy at "
+                       f"{cfg.final_input_size or 'full'}px, up to {cfg.promote_epochs} epochs; final: the winner x "
+                       f"{cfg.final_seeds} seeds up to {cfg.final_epochs} epochs (plateau patience {cfg.patience}); "
+                       f"teacher {cfg.teacher}",
+        "winner": None, "promotion": [], "notes": [],
+    }
+    entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
+    if not entrants:
+        log("no trial finished: nothing to export")
+        write_report(run_dir / "report.html", summary, rows)
+        return summary
+    specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
+    promoted: list[dict] = []
+    base_rows: list[dict] = []
+    if finalize:
+        t = time.time()
+        if len(entrants) > 1:
+            promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads,
+                               log)
+        timeline["promote_s"] = round(time.time() - t, 1)
+        win_n = (
+            choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"]
+            if promoted
+            else entrants[0]["number"]
+        )
+        t = time.time()
+        runs = train_final(ctx, specs[win_n], plan, workers, threads, log)
+        if not runs:  # every seed failed: fall back to the trial's own weights, said plainly
+            finalize = False
+        timeline["final_s"] = round(time.time() - t, 1)
+        write_curves(run_dir / "learning_curves.csv", promoted, runs, win_n)
+        t = time.time()
+        if baselines:
+            base_rows, skipped = train_baselines(ctx, baselines, plan, workers, threads, log)
+            summary["notes"] += skipped
+        else:
+            summary["notes"].append("baselines not trained: not asked for (--baselines resnet50,mobilenetv2-0.35,"
+                                    "prototypes trains them after the winner, at its final recipe)")
+        timeline["baselines_s"] = round(time.time() - t, 1)
+    if not finalize:  # interrupted (or every final seed failed): the best trial's proxy weights
+        win_n, r = entrants[0]["number"], entrants[0]
+        s = {"seed": cfg.seed, "val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
+             "input_size": r["fidelity_input_size"], "epochs_run": r["epochs_run"]}
+        runs = [(s, load_file(run_dir / "trials" / f"{win_n}.safetensors"))]
+        summary["notes"].append("interrupted, or every final seed failed: the winner is the best search trial at "
+                                "proxy fidelity, not retrained")
+    t = time.time()
+    summary.update(export_winner(ctx, study, run_dir, rows, specs[win_n], win_n, runs, promoted, base_rows,
+                                 finalize=finalize, threads=threads))
+    timeline["export_s"] = round(time.time() - t, 1)
+    timeline["wall_s"] = round(time.time() - plan.started, 1)
+    summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
+    write_report(run_dir / "report.html", summary, rows)
+    return summary
+
+
+def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: list[dict], spec: ArchSpec,
+                  number: int, runs: list[tuple[dict, dict]], promoted: list[dict], base_rows: list[dict], *,
+                  finalize: bool, threads: int) -> dict:
+    """winner/ (weights of the seed with the best validation, ONNX, model card) and the summary's
+    winner, promotion and comparison entries."""
+    cfg = ctx.config
+    c = cost(spec)
+    final = final_record(runs)
+    best_s, best_state = max(runs, key=lambda rs: rs[0]["val_accuracy"])
+    size = best_s["input_size"] or spec.input_size
+    deploy_spec = spec if size == spec.input_size else ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
+    model = build(deploy_spec)
+    model.load_state_dict(best_state)
+    win_dir = run_dir / "winner"
+    save_model(model, deploy_spec, ctx.dataset.class_names, win_dir)
+    shape = (spec.in_channels, size, size)
+    eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, threads=threads)
+    onnx = measure_latency(model, shape, backend="onnx", batch_size_throughput=32, threads=threads)
+    metrics = best_s.get("test_metrics") or {}
+    epochs = [s.get("epochs_run") for s, _ in runs]
+    fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
+                f"{cfg.patience})" if finalize else "search trial at proxy fidelity")
+    test_m = final["test_accuracy_mean"]
+    winner = {
+        "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
+        "trial": number,
+        "test_accuracy": test_m,
+        "test_accuracy_mean": test_m,
+        "test_accuracy_std": final["test_accuracy_std"],
+        "test_accuracies": [s["test_accuracy"] for s in final["seeds"]],
+        "val_accuracy_mean": final["val_accuracy_mean"],
+        "macs": c.macs,
+        "params": c.params,
+        "netscore": netscore(max(test_m, 1e-6), c.params, c.macs),
+        "seeds": len(runs),
+        "epochs_run": epochs,
+        "fidelity": fidelity,
+        "latency_ms": eager.latency_ms,
+        "latency_onnx_ms": onnx.latency_ms,
+        "throughput_img_s": eager.throughput_img_s,
+        "throughput_onnx_img_s": onnx.throughput_img_s,
+        "cpu": eager.cpu_model,
+        "threads": eager.threads,
+        "input_size": size,
+        "confusion": metrics.get("confusion"),
+        "class_names": list(ctx.dataset.class_names),
+        "per_class_accuracy": dict(zip(ctx.dataset.class_names, metrics.get("per_class_accuracy") or [])),
+        "retrained": finalize,
+        "final": final,
+        "netscore_definition": NETSCORE.describe(),
+    }
+    trial_row = next(r for r in rows if r["number"] == number)
+    chosen = next((p for p in promoted if p["trial"] == number), None)
+    comparison = [
+        {"name": "winner (final, mean of seeds)", "test_accuracy": test_m, "macs": c.macs, "params": c.params,
+         "netscore": winner["netscore"], "latency_ms": eager.latency_ms, "fidelity": fidelity},
+        *([{"name": "winner (rung 2)", "test_accuracy": chosen["test_accuracy"], "macs": c.macs, "params": c.params,
+            "netscore": netscore(max(chosen["test_accuracy"], 1e-6), c.params, c.macs), "latency_ms": None,
+            "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
+        {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
+         "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],
+         "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
+        *base_rows,
+    ]
+    data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint, "class_names": ctx.dataset.class_names,
+            "split_seed": cfg.split_seed, "sizes": ctx.split.sizes()}
+    card = {**winner, "strategy": cfg.strategy, "spaces": ", ".join(cfg.spaces),
+            "budget": f"{cfg.budget_flops / 1e6:g}M MACs +-{cfg.tolerance * 100:g}%"}
+    (win_dir / "MODEL_CARD.md").write_text(model_card(f"defect-nas winner of {run_dir.name}", deploy_spec, card, data))
+    write_json(win_dir / "metrics.json", winner)
+    promotion = [{**{k: v for k, v in p.items() if k not in ("spec", "history")}, "chosen": p["trial"] == number}
+                 for p in promoted]
+    return {"winner": winner, "promotion": promotion, "comparison": comparison}
+
+def summary_json(summary: dict) -> dict:
+    """The --json summary: run_dir, winner (accuracy, MACs, params, NetScore), trial counts."""
+    w = summary.get("winner") or {}
+    keep = ("name", "trial", "test_accuracy", "test_accuracy_std", "val_accuracy_mean", "macs", "params", "netscore",
+            "latency_ms", "latency_onnx_ms", "seeds", "retrained")
+    return {"run_dir": summary["run_dir"], "winner": {k: w.get(k) for k in keep} if w else None,
+            "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False)}
+
+
+def load_summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,98 @@
+"""Where a study lives: SQLite in the run folder by default, PostgreSQL to share it across machines.
+
+Both go through optuna's RDBStorage with a heartbeat, so a trial whose worker died (crash,
+SIGKILL, lost machine) is failed after the grace period and retried once, never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError
+
+from defect_nas.core.errors import DefectNasError
+
+HEARTBEAT_S = 10
+GRACE_S = 40
+
+
+def sqlite_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str) -> RDBStorage:
+    """An RDBStorage with heartbeat and one retry of failed trials; a clear error if unreachable."""
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeat and retry are marked experimental by optuna
+                warnings.simplefilter("ignore")
+                return RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+                )
+        except IntegrityError as e:
+            # Another process is creating the same fresh schema at this moment (two workers, or a
+            # report, starting together); its tables exist a moment later, so opening again works.
+            if attempt == 2:
+                raise DefectNasError(f"storage {redact(url)} is not usable: {e.orig}; try again") from None
+            time.sleep(0.5)
+        except Exception as e:  # sqlalchemy errors: unreachable server, bad URL, missing driver
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise DefectNasError(
+                f"storage {redact(url)} is not usable: {first[:200]}; check the URL and the server"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and config files."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
+
+
+class RunLock:
+    """An exclusive lock on a run folder: only one ``defect-nas search`` drives it at a time.
+
+    Holding it proves no local worker of this run is alive, so trials left RUNNING by a killed
+    process can be failed (and retried) at once instead of after the heartbeat grace period.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise DefectNasError(f"{self.path.parent}: another defect-nas search is running on this folder") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def fail_orphaned_trials(study: optuna.Study) -> int:
+    """Fail RUNNING trials (their process is gone: we hold the run lock) and re-enqueue them."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if "failed_trial" not in t.system_attrs:  # retry once, as the heartbeat callback does
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        n += 1
+    return n

@@ -1,0 +1,73 @@
+"""The one builder: ArchSpec -> nn.Module. It knows blocks, never search spaces."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from defect_nas.core.spec import LW, ArchSpec, Basic, Block, Bottleneck, Conv, feature_sizes, validate
+from defect_nas.search_spaces.blocks import ConvBNAct, LWBottleneck, basic_block, bottleneck_block
+
+
+def build_block(b: Block, cin: int) -> nn.Module:
+    if isinstance(b, Conv):
+        return ConvBNAct(cin, b.out, b.kernel, b.stride, b.act, b.norm, b.pool)
+    if isinstance(b, Basic):
+        return basic_block(cin, b.out, b.kernel, b.stride)
+    if isinstance(b, Bottleneck):
+        return bottleneck_block(cin, b.out, b.kernel, b.stride, b.mid)
+    if isinstance(b, LW):
+        return LWBottleneck(cin, b.out, b.stride)
+    raise TypeError(f"unknown block {b!r}")
+
+
+class Network(nn.Module):
+    """features (stem + stages) -> head; input is float [N, in_channels, H, W] in [0, 1]."""
+
+    def __init__(self, spec: ArchSpec):
+        super().__init__()
+        validate(spec)
+        self.spec = spec
+        cin, layers = spec.in_channels, []
+        for _, b in spec.blocks():
+            layers.append(build_block(b, cin))
+            cin = b.out
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = []
+        if spec.head.pool == "gap":
+            head += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            width = cin
+        else:
+            side = feature_sizes(spec, spec.input_size)[-1]
+            head.append(nn.Flatten())
+            width = cin * side * side
+        for hidden in spec.head.fc:
+            head += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            if spec.head.dropout:
+                head.append(nn.Dropout(spec.head.dropout))
+            width = hidden
+        head.append(nn.Linear(width, spec.num_classes))
+        self.head = nn.Sequential(*head)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _init(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def build(spec: ArchSpec) -> Network:
+    """Build the network an ArchSpec describes (weights freshly initialised)."""
+    return Network(spec)

@@ -22,7 +22,7 @@ def test_the_three_spaces_and_their_prototypes_are_registered():
 
 
 def test_unknown_space_names_the_choices():
-    with pytest.raises(DefectNasError, match="choose one of: lw, residual, vgg-student"):
+    with pytest.raises(DefectNasError, match="choose --space lw, residual, vgg-student"):
         get_space("mobilenet")
 
 

@@ -13,11 +13,15 @@ from defect_nas.cli.design import positive_float
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
-from defect_nas.evaluators.data import import_neu, list_datasets, load_dataset, make_split, resolve_data_root
-from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher
+from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
+from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher, teacher_choices, teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.search_spaces.base import Task, get_space
+
+DATASET_HELP = (f"a registered name ({', '.join(DATASETS.names())}), a folder under $DEFECT_NAS_DATA, "
+                "or a folder path (ImageFolder layout)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="neu", help="registered name (neu, dagm) or an ImageFolder path")
+    p.add_argument("--dataset", default="neu", help=DATASET_HELP)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
 
@@ -70,14 +74,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
 
 
-def add_teacher_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="vgg16")
+def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: bool = True, **teacher_help) -> None:
+    """The teacher flags of ``train``, ``teacher`` and ``search`` (one list, read from the registry)."""
+    p.add_argument("--teacher", choices=teacher_choices(), default=default, **teacher_help)
     p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
     p.add_argument("--teacher-weights", help="state dict of torchvision VGG16 (or its features) to start from")
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--teacher-input-size", type=int, default=128)
     p.add_argument("--teacher-freeze", type=int, default=0, help="freeze the lowest N VGG16 conv blocks")
-    p.add_argument("--cache", help="teacher cache folder (default: $DEFECT_NAS_CACHE or ~/.cache/defect-nas)")
+    if cache:
+        p.add_argument("--cache", help="teacher cache folder (default: $DEFECT_NAS_CACHE or ~/.cache/defect-nas)")
 
 
 def setup_threads(args: argparse.Namespace) -> None:
@@ -92,12 +98,10 @@ def load_data(args: argparse.Namespace):
     return dataset, make_split(dataset, seed=args.split_seed)
 
 
-def teacher_config(args: argparse.Namespace) -> TeacherConfig | None:
-    if args.teacher == "none":
-        return None
-    return TeacherConfig(arch=args.teacher, init=args.teacher_init, weights_file=args.teacher_weights,
-                         epochs=args.teacher_epochs, input_size=args.teacher_input_size,
-                         freeze_blocks=args.teacher_freeze)
+def teacher_config_from(args: argparse.Namespace) -> TeacherConfig | None:
+    return teacher_config(args.teacher, init=args.teacher_init, weights_file=args.teacher_weights,
+                          epochs=args.teacher_epochs, input_size=args.teacher_input_size,
+                          freeze_blocks=args.teacher_freeze)
 
 
 def log_line(quiet: bool):
@@ -127,7 +131,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 def cmd_teacher(args: argparse.Namespace) -> None:
     setup_threads(args)
-    cfg = teacher_config(args)
+    cfg = teacher_config_from(args)
     if cfg is None:
         raise DefectNasError("--teacher none: nothing to train")
     dataset, split = load_data(args)
@@ -158,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     setup_threads(args)
     tcfg = TrainConfig(epochs=args.epochs, input_size=args.input_size, batch_size=args.batch_size,
-                       optimizer=args.optimizer, lr=args.lr, kd=args.kd if args.teacher != "none" else "none",
+                       optimizer=args.optimizer, lr=args.lr, kd=kd_for(args.teacher, args.kd),
                        kd_alpha=args.kd_alpha, crop_scale=args.crop_scale, class_weights=args.class_weights,
                        sampler=args.sampler, patience=args.patience, precision=args.precision, seed=args.seed)
     dataset, split = load_data(args)
@@ -170,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         spec = fit(spec, Budget(args.budget_flops))
     log = log_line(args.json)
     teacher = None
-    if (cfg := teacher_config(args)) is not None:
+    if (cfg := teacher_config_from(args)) is not None:
         teacher = ensure_teacher(dataset, split, cfg, args.cache, log=log)
         log(f"teacher: {teacher.provenance}, test accuracy {teacher.test_accuracy:.2f}%")
     result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency,

@@ -12,10 +12,14 @@ from pathlib import Path
 from rich.live import Live
 
 from defect_nas.cli.design import positive_float
+from defect_nas.cli.evaluate import DATASET_HELP, add_teacher_args
 from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.errors import DefectNasError
-from defect_nas.core.search_config import STRATEGIES, SearchConfig
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.nas.baselines import baseline_choices
+from defect_nas.nas.engine import check_choices
+from defect_nas.nas.strategies import PRUNERS, STRATEGIES
 
 
 def duration(text: str) -> float:
@@ -32,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs), default 100e6"
     )
     p.add_argument("--tolerance", type=float, default=0.05)
-    p.add_argument("--dataset", default="neu")
+    p.add_argument("--dataset", default="neu", help=DATASET_HELP)
     p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="tpe")
+    p.add_argument("--strategy", choices=STRATEGIES.names(), default="tpe")
     p.add_argument("--nsga2-cost", choices=["macs", "latency"], default="macs")
     p.add_argument("--min-accuracy", type=float, default=95.0,
                    help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
@@ -47,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--promote-share", type=float, default=0.15, help="share for the full-resolution rung")
     p.add_argument("--epochs", type=int, default=12, help="epochs of a search trial (pruned earlier when weak)")
     p.add_argument("--proxy-input-size", type=int, default=100, help="input size of search trials (0 = full)")
-    p.add_argument("--pruner", choices=["hyperband", "sha", "none"], default="hyperband")
+    p.add_argument("--pruner", choices=PRUNERS.names(), default="hyperband")
     p.add_argument("--min-epochs", type=int, default=3)
     p.add_argument("--top-k", type=int, default=4, help="candidates promoted to the full-resolution rung")
     p.add_argument("--promote-epochs", type=int, default=40, help="epoch cap of the full-resolution rung")
@@ -63,14 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "schedule's second half) ends with a short anneal",
     )
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
-    p.add_argument("--teacher", choices=["vgg16", "efficientnet-lite0", "none"], default="none",
-                   help="distil from this teacher (default none: see README, 'Distillation')")
-    p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
-    p.add_argument("--teacher-epochs", type=int, default=8)
-    p.add_argument("--teacher-input-size", type=int, default=128)
+    add_teacher_args(p, default="none", cache=False,
+                     help="distil from this teacher (default none: see README, 'Distillation')")
     p.add_argument("--kd", choices=["kl", "l2"], default="kl")
     p.add_argument("--baselines", default="none",
-                   help="comma-separated: resnet50, mobilenetv2-0.35, prototypes (default none); trained after "
+                   help=f"comma-separated: {', '.join(baseline_choices())} (default none); trained after "
                         "the winner at its final recipe, in the last 30%% of the time after rung 2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split-seed", type=int, default=0)
@@ -100,11 +101,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
     if args.workers < 1 or args.threads < 1:
         raise DefectNasError("--workers and --threads must be at least 1")
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
-    from defect_nas.search_spaces.base import get_space
-
-    for s in spaces:
-        get_space(s)  # unknown space: clear error before anything is written
-    return SearchConfig(
+    config = SearchConfig(
         dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
         nsga2_cost=args.nsga2_cost, min_accuracy=args.min_accuracy, trials=args.trials,
@@ -114,10 +111,13 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         accuracy_margin=args.accuracy_margin, patience=args.patience,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
         teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
-        teacher_input_size=args.teacher_input_size, kd=args.kd if args.teacher != "none" else "none",
+        teacher_input_size=args.teacher_input_size, teacher_weights=args.teacher_weights,
+        teacher_freeze=args.teacher_freeze, kd=args.kd,
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
         split_seed=args.split_seed,
     )
+    check_choices(config)  # an unknown space, teacher or baseline: one line, before anything is written
+    return config
 
 
 def check_budget_feasible(config: SearchConfig) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 
 from defect_nas.core.errors import DefectNasError
 
-STRATEGIES = ("tpe", "nsga2", "random")
+NO_TEACHER = "none"
+
+
+def kd_for(teacher: str, kd: str) -> str:
+    """The distillation loss actually used: none without a teacher (search, train and resume alike)."""
+    return "none" if teacher == NO_TEACHER else kd
+
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 
 
@@ -24,7 +30,7 @@ class SearchConfig:
     tolerance: float = 0.05
     max_params: int | None = None
     max_latency_ms: float | None = None
-    strategy: str = "tpe"
+    strategy: str = "tpe"  # a registered strategy (nas.strategies.STRATEGIES)
     nsga2_cost: str = "macs"  # second objective of nsga2: "macs" | "latency"
     min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
     trials: int | None = None
@@ -36,7 +42,7 @@ class SearchConfig:
     promote_share: float = 0.15
     epochs: int = 12  # rung 1: epochs of a search trial at the proxy size (pruned earlier when weak)
     proxy_input_size: int | None = 100  # search trials train at this input size (None = data size)
-    pruner: str = "hyperband"  # "hyperband" | "sha" | "none"
+    pruner: str = "hyperband"  # a registered pruner (nas.strategies.PRUNERS)
     min_epochs: int = 3  # first pruning rung
     top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
     promote_epochs: int = 40  # rung 2's epoch cap (its schedule is sized to its time share)
@@ -45,8 +51,10 @@ class SearchConfig:
     final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)
     patience: int = 25  # final training stops after this many epochs without a better validation
     final_input_size: int | None = None  # None = the data's own size
-    teacher: str = "none"  # "vgg16" | "efficientnet-lite0" | "none"
+    teacher: str = "none"  # a registered teacher (evaluators.teacher.TEACHERS) or "none"
     teacher_init: str = "imagenet"
+    teacher_weights: str | None = None  # a torchvision VGG16 state dict to fine-tune from
+    teacher_freeze: int = 0  # freeze the lowest N of VGG16's 5 conv blocks
     teacher_epochs: int = 8
     teacher_input_size: int = 128
     kd: str = "kl"
@@ -57,12 +65,8 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.strategy not in STRATEGIES:
-            problems.append(f"--strategy {self.strategy!r}: choose {', '.join(STRATEGIES)}")
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
-        if self.pruner not in ("hyperband", "sha", "none"):
-            problems.append(f"--pruner {self.pruner!r}: choose hyperband, sha or none")
         if self.trials is not None and self.trials < 1:
             problems.append(f"--trials {self.trials}: must be at least 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -77,8 +81,9 @@ class SearchConfig:
             problems.append("--accuracy-margin must be at least 0")
         if self.min_epochs < 1 or self.min_epochs > self.epochs:
             problems.append(f"--min-epochs {self.min_epochs} must be in 1..--epochs ({self.epochs})")
-        if self.teacher == "none" and self.kd != "none":
-            object.__setattr__(self, "kd", "none")
+        object.__setattr__(self, "kd", kd_for(self.teacher, self.kd))
+        if not 0 <= self.teacher_freeze <= 5:
+            problems.append(f"--teacher-freeze {self.teacher_freeze}: VGG16 has 5 conv blocks (0..5)")
         if not self.spaces:
             problems.append("--space: name at least one search space")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.registry import Registry
 from defect_nas.evaluators.augment import NUM_VIEWS
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.metrics import Metrics
@@ -50,8 +51,8 @@ class TeacherConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.arch not in ("vgg16", "efficientnet-lite0"):
-            raise DefectNasError(f"--teacher {self.arch!r}: choose vgg16, efficientnet-lite0 or none")
+        if self.arch not in TEACHERS:
+            raise DefectNasError(f"unknown teacher {self.arch!r}: choose --teacher {', '.join(teacher_choices())}")
         if self.init not in ("imagenet", "scratch"):
             raise DefectNasError(f"--teacher-init {self.init!r}: choose imagenet or scratch")
         if not 0 <= self.freeze_blocks <= 5:
@@ -99,10 +100,7 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def build_teacher(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
-    if config.arch == "efficientnet-lite0":
-        model, _ = build_efficientnet_lite0_teacher(num_classes, in_channels, pretrained=config.init == "imagenet")
-        return model
+def _vgg16(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
     source = "scratch" if config.init == "scratch" else ("file" if config.weights_file else "auto")
     model = build_vgg16_teacher(
         num_classes, in_channels, source, weights_file=config.weights_file, fc_hidden=config.fc_hidden
@@ -112,6 +110,33 @@ def build_teacher(config: TeacherConfig, num_classes: int, in_channels: int) -> 
             for p in layer.parameters():
                 p.requires_grad_(False)
     return model
+
+
+def _efficientnet_lite0(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    model, _ = build_efficientnet_lite0_teacher(num_classes, in_channels, pretrained=config.init == "imagenet")
+    return model
+
+
+#: Teacher architectures: name -> builder(config, num_classes, in_channels). ``--teacher none`` is
+#: not an entry: it means no teacher, hence no distillation (``SearchConfig``, ``teacher_config``).
+TEACHERS: Registry[Callable[[TeacherConfig, int, int], nn.Module]] = Registry("teacher", "--teacher")
+TEACHERS.add("vgg16", _vgg16)
+TEACHERS.add("efficientnet-lite0", _efficientnet_lite0)
+NO_TEACHER = "none"
+
+
+def teacher_choices() -> tuple[str, ...]:
+    """What ``--teacher`` accepts: every registered teacher, and ``none``."""
+    return (*TEACHERS.names(), NO_TEACHER)
+
+
+def teacher_config(arch: str, **fields) -> TeacherConfig | None:
+    """The one way from command-line / config choices to a teacher: ``none`` is no teacher."""
+    return None if arch == NO_TEACHER else TeacherConfig(arch=arch, **fields)
+
+
+def build_teacher(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    return TEACHERS.get(config.arch)(config, num_classes, in_channels)
 
 
 def teacher_logits(model: nn.Module, images: torch.Tensor, input_size: int) -> torch.Tensor:

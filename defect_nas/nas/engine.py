@@ -17,7 +17,6 @@ import math
 import os
 import socket
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,10 @@ from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
+from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
+from defect_nas.nas.baselines import baseline_names
+from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
 
@@ -91,10 +93,20 @@ class SearchContext:
 
 
 def teacher_config(config: SearchConfig) -> TeacherConfig | None:
-    if config.teacher == "none":
-        return None
-    return TeacherConfig(arch=config.teacher, init=config.teacher_init, epochs=config.teacher_epochs,
-                         input_size=config.teacher_input_size)
+    return make_teacher_config(config.teacher, init=config.teacher_init, weights_file=config.teacher_weights,
+                               epochs=config.teacher_epochs, input_size=config.teacher_input_size,
+                               freeze_blocks=config.teacher_freeze)
+
+
+def check_choices(config: SearchConfig) -> None:
+    """Every named choice of a config is registered (one-line error otherwise): run before anything
+    is written, and by each worker, whose config may come from another machine's study."""
+    strategy(config)
+    PRUNERS.get(config.pruner)
+    for name in config.spaces:
+        get_space(name)
+    teacher_config(config)
+    baseline_names(config.baselines, config.spaces, None)
 
 
 def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None) -> SearchContext:
@@ -112,7 +124,7 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
 
 def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
     """The training recipe of every run of a search; ``overrides``: e.g. patience, time_budget_s."""
-    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd if config.teacher != "none" else "none",
+    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd,
                        kd_alpha=config.kd_alpha, seed=seed, **overrides)
 
 
@@ -131,7 +143,7 @@ class Objective:
 
     def __init__(self, ctx: SearchContext):
         self.ctx = ctx
-        self.multi = ctx.config.strategy == "nsga2"
+        self.multi = strategy(ctx.config).multi_objective
 
     def _penalty(self) -> float | tuple[float, float, float]:
         return (0.0, 1e18, 1e18) if self.multi else PENALTY
@@ -199,37 +211,8 @@ class Objective:
         return score
 
 
-def make_sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
-    with warnings.catch_warnings():  # multivariate/group TPE are marked experimental by optuna
-        warnings.simplefilter("ignore")
-        return _sampler(config, worker)
-
-
-def _sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
-    seed = config.seed * 1000 + worker  # workers must not draw the same proposals
-    if config.strategy == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if config.strategy == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
-                                      n_startup_trials=8)
-
-
-def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
-    if config.pruner == "none" or config.strategy == "nsga2":
-        return optuna.pruners.NopPruner()
-    if config.pruner == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs, reduction_factor=3)
-    return optuna.pruners.HyperbandPruner(min_resource=config.min_epochs, max_resource=config.epochs,
-                                          reduction_factor=3)
-
-
-def directions(config: SearchConfig) -> list[str]:
-    return ["maximize", "minimize", "minimize"] if config.strategy == "nsga2" else ["maximize"]
-
-
 def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0) -> optuna.Study:
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions(config),
+    study = optuna.create_study(study_name=name, storage=storage, directions=strategy(config).directions,
                                 sampler=make_sampler(config, worker), pruner=make_pruner(config),
                                 load_if_exists=True)
     stored = study.user_attrs.get("config")
@@ -293,6 +276,7 @@ def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(threads)
     config = SearchConfig.from_dict(config_dict)
+    check_choices(config)
     ctx = load_context(config, Path(run_dir), log=lambda m: None)
     study = create_or_load_study(config, open_storage(storage_url), study_name, worker)
     try:

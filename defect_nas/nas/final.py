@@ -93,7 +93,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
 
         ds = ctx.dataset
         torch.manual_seed(seed)
-        model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx)
+        model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx.task)
         cfg = replace(train_config(ctx.config, epochs, input_size, seed), **overrides)
         summary = train_module(model, ds, ctx.split, cfg, ctx.teacher)
         summary.update(baseline_costs(model, ds.images.shape[1], ds.images.shape[-1]))

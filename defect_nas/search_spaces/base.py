@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from defect_nas.core.errors import DefectNasError
+from defect_nas.core.registry import Registry
 from defect_nas.core.spec import ArchSpec, out_size
 
 
@@ -70,26 +70,22 @@ def stride_choice(trial: Any, name: str, size: int, min_size: int = 4) -> int:
     return s if out_size(size, s) >= min_size else 1
 
 
-_REGISTRY: dict[str, Space] = {}
-
-
 def register(space: Space) -> Space:
-    _REGISTRY[space.name] = space
-    return space
+    """Class decorator target: ``register(MySpace())`` makes it ``--space my-space``."""
+    return SPACES.add(space.name, space)
 
 
 def get_space(name: str) -> Space:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise DefectNasError(f"unknown search space {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return SPACES.get(name)
 
 
 def all_spaces() -> dict[str, Space]:
-    _load_builtin()
-    return dict(_REGISTRY)
+    return dict(SPACES.items())
 
 
 def _load_builtin() -> None:
     # Importing the modules registers them; done lazily to keep import order free of cycles.
     from defect_nas.search_spaces import lw, residual, vgg_student  # noqa: F401
+
+
+SPACES: Registry[Space] = Registry("search space", "--space", loader=_load_builtin)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from defect_nas.core.errors import DataError
+from defect_nas.core.registry import Registry
 
 from .dagm import is_dagm, load_dagm, scan_dagm
 from .dataset import Dataset, build_dataset
@@ -23,12 +25,21 @@ from .imageio import check_channels, read_images
 from .layouts import NEU_CLASSES, neu_class, scan_neu
 
 DATA_ENV = "DEFECT_NAS_DATA"
-REGISTERED = ("neu", "dagm")
-# Folder names (lower-case, separators removed) looked up for each registered name, in order of preference.
-_FOLDERS = {
-    "neu": ("neucls", "neu", "neudet", "neusurfacedefectdatabase"),
-    "dagm": ("dagm", "dagm2007"),
-}
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    """A public dataset found by name under the data root."""
+
+    folders: tuple[str, ...]  # folder names (lower-case, separators removed), in order of preference
+    expected: str  # the folder name the error message suggests
+    hint: str = ""  # how else to get it
+
+
+DATASETS: Registry[KnownDataset] = Registry("dataset", "--dataset")
+DATASETS.add("neu", KnownDataset(("neucls", "neu", "neudet", "neusurfacedefectdatabase"), "neu-cls",
+                                 " (or import a download with `defect-nas datasets import neu PATH`)"))
+DATASETS.add("dagm", KnownDataset(("dagm", "dagm2007"), "dagm"))
 
 
 def _key(name: str) -> str:
@@ -49,14 +60,13 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
 
 def find_registered(name: str, data_root: str | Path | None = None) -> Path:
     """Folder of a registered dataset under the data root; DataError says where it was expected."""
+    known = DATASETS.get(name)
     root = resolve_data_root(data_root)
     by_key = {_key(d.name): d for d in subdirs(root)}
-    for key in _FOLDERS[name]:
+    for key in known.folders:
         if key in by_key:
             return by_key[key]
-    expected = {"neu": "neu-cls", "dagm": "dagm"}[name]
-    hint = " (or import a download with defect_nas.evaluators.data.import_neu)" if name == "neu" else ""
-    raise DataError(f"dataset '{name}' not found: expected the folder {root / expected}{hint}")
+    raise DataError(f"dataset '{name}' not found: expected the folder {root / known.expected}{known.hint}")
 
 
 def scan_path(root: Path) -> Scan:
@@ -69,7 +79,7 @@ def scan_path(root: Path) -> Scan:
 
 def _resolve(name_or_path: str | Path, data_root: str | Path | None) -> tuple[str, Path]:
     text = str(name_or_path)
-    if text.lower() in REGISTERED:
+    if text.lower() in DATASETS:
         return text.lower(), find_registered(text.lower(), data_root)
     path = Path(text).expanduser()
     looks_like_path = path.exists() or os.sep in text or "/" in text or text.startswith(".")
@@ -78,7 +88,8 @@ def _resolve(name_or_path: str | Path, data_root: str | Path | None) -> tuple[st
         if candidate.is_dir() and not is_hidden(candidate):
             return text, candidate
     if not path.exists() and not looks_like_path:
-        raise DataError(f"no dataset '{text}': not a folder, and the registered names are {', '.join(REGISTERED)}")
+        names = ", ".join(DATASETS.names())
+        raise DataError(f"no dataset '{text}': not a folder, and the registered names are {names}")
     return require_dir(path).name, path
 
 
@@ -138,7 +149,7 @@ def list_datasets(data_root: str | Path | None = None) -> list[dict]:
     """
     root = resolve_data_root(data_root)
     registered = {}
-    for name in REGISTERED:
+    for name in DATASETS.names():
         try:
             registered[find_registered(name, root)] = name
         except DataError:

@@ -49,7 +49,8 @@ from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.evaluators.augment import resize_uint8  # noqa: E402
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
-from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, resolve_precision, train  # noqa: E402
+from defect_nas.evaluators.runtime import resolve_precision  # noqa: E402
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, train  # noqa: E402
 from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
 

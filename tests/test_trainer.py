@@ -7,7 +7,8 @@ from datagen import learnable_dataset
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
 from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, resolve_precision, train
+from defect_nas.evaluators.runtime import resolve_precision
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, train
 from defect_nas.search_spaces.build import build
 
 SPEC = ArchSpec(1, 40, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from defect_nas.cli.output import console, millions, print_json, write_text_atomic
+from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import write_text_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +60,7 @@ def cmd_export(args: argparse.Namespace) -> None:
             meta = f.metadata()
         spec = ArchSpec.from_json(meta["arch"])
         size = int(meta.get("input_size", spec.input_size))
-        if size != spec.input_size:
-            spec = ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
+        spec = spec.at_size(size)
         model = build(spec)
         model.load_state_dict(load_file(weights))
         split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}

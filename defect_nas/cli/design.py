@@ -7,10 +7,11 @@ import math
 
 from rich.table import Table
 
-from defect_nas.cli.output import console, millions, print_json, write_text_atomic
+from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.cost import cost
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import write_text_atomic
 from defect_nas.core.netscore import NetScoreConfig, netscore
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs

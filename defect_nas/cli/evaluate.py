@@ -6,7 +6,6 @@ import argparse
 import os
 from pathlib import Path
 
-import torch
 from rich.table import Table
 
 from defect_nas.cli.design import positive_float
@@ -16,6 +15,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher, teacher_choices, teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.search_spaces.base import Task, get_space
@@ -87,10 +87,7 @@ def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: 
 
 
 def setup_threads(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DefectNasError(f"--threads {args.threads} must be at least 1")
-        torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
 
 
 def load_data(args: argparse.Namespace):

@@ -17,6 +17,7 @@ from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import SearchConfig
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
 from defect_nas.nas.engine import check_choices
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES
@@ -156,11 +157,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     run_dir = Path(args.results) / (args.run or config.default_run_name)
     if (run_dir / "config.json").is_file() and args.storage is None:
         stored = json.loads((run_dir / "config.json").read_text())
-        stored = {k: v for k, v in stored.items() if k not in ("storage", "study")}
-        stored = SearchConfig.from_dict(stored).to_dict()  # an older file: its missing keys take their defaults
-        mine = config.to_dict()
-        diff = [k for k in mine if k not in ("trials", "time_budget_s") and json.dumps(stored.get(k)) != json.dumps(
-            list(mine[k]) if isinstance(mine[k], tuple) else mine[k])]
+        diff = config.differences(stored)
         if diff:
             raise DefectNasError(f"{run_dir} holds a search with another {diff[0]} ({stored.get(diff[0])!r});"
                                  f" pass --run NAME for a new one")
@@ -188,13 +185,12 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     import optuna
-    import torch
 
     from defect_nas.nas.engine import create_or_load_study, load_context, run_worker
     from defect_nas.nas.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
     storage = open_storage(args.storage)
     try:
         summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}

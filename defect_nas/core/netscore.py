@@ -42,3 +42,9 @@ def netscore(accuracy: float, params: float, macs: float, config: NetScoreConfig
         raise DefectNasError(f"netscore: params and MACs must be positive, got {params} and {macs}")
     p, m = params / config.params_unit, macs / config.macs_unit
     return 20 * math.log10(accuracy**config.alpha / (p**config.beta * m**config.gamma))
+
+
+def measured_netscore(accuracy: float, params: float, macs: float, config: NetScoreConfig = DEFAULT) -> float:
+    """NetScore of a *measured* accuracy: a model that got everything wrong (0%) scores very low
+    (as 1e-6 %) instead of raising, so a failed candidate still ranks last."""
+    return netscore(max(accuracy, 1e-6), params, macs, config)

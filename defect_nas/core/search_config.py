@@ -19,6 +19,7 @@ def kd_for(teacher: str, kd: str) -> str:
     """The distillation loss actually used: none without a teacher (search, train and resume alike)."""
     return "none" if teacher == NO_TEACHER else kd
 
+RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 
 
@@ -108,6 +109,13 @@ class SearchConfig:
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+    def differences(self, stored: dict[str, Any]) -> list[str]:
+        """Keys whose value differs from a stored config (config.json or a study's attribute) that
+        must match to resume it; an older file's missing keys count as their defaults, and the
+        stopping rule (trials, time budget) may change between sessions."""
+        old = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in ("storage", "study")}).to_dict()
+        return [k for k, v in self.to_dict().items() if k not in RESUMABLE and old[k] != v]
 
     @property
     def default_run_name(self) -> str:

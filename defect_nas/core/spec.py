@@ -147,6 +147,13 @@ class ArchSpec:
             raise SpecError(f"spec is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
         return _parse_spec(d)
 
+    def at_size(self, input_size: int) -> ArchSpec:
+        """The same architecture at another input size (a search trains at a proxy size, the final
+        phase and the export at the data's size): the weights fit either way."""
+        if input_size == self.input_size:
+            return self
+        return ArchSpec.from_dict({**self.to_dict(), "input_size": input_size})
+
     def digest(self) -> str:
         """Short content hash of the architecture (name excluded): identifies a spec in trials."""
         d = self.to_dict()

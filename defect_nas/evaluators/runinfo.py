@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -66,9 +65,3 @@ def new_run_dir(results: str | Path, label: str) -> Path:
                 f"{base}: cannot create a run folder ({e.strerror}); pass a writable --results"
             ) from None
     raise DefectNasError(f"{base}: too many runs with the same name this second")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

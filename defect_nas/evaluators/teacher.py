@@ -25,9 +25,9 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.registry import Registry
 from defect_nas.evaluators.augment import NUM_VIEWS
 from defect_nas.evaluators.data import Dataset, Split
-from defect_nas.evaluators.metrics import Metrics
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
-from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, predict_logits, train
+from defect_nas.evaluators.scoring import score_test, train_data
+from defect_nas.evaluators.trainer import TrainConfig, predict_logits, train
 
 CACHE_VERSION = "teacher-v1"
 # VGG16 features index where each of its five conv blocks starts (after each max-pool)
@@ -170,14 +170,12 @@ def ensure_teacher(
     start = time.perf_counter()
     model = build_teacher(config, k, c)
     provenance = getattr(model, "provenance", config.arch)
-    data = TrainData(dataset.images[split.train], dataset.labels[split.train], dataset.images[split.val],
-                     dataset.labels[split.val], dataset.class_names, negative_classes=dataset.negative_classes)
+    data = train_data(dataset, split)
     tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
                      optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed)
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
         f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"))
-    test: Metrics = evaluate(model, dataset.images[split.test], dataset.labels[split.test], dataset.class_names,
-                             input_size=config.input_size, negative_classes=dataset.negative_classes)
+    test, _ = score_test(model, dataset, split, config.input_size)
     log("  teacher logits for the 8 views of each training image")
     logits = teacher_logits(model, dataset.images[split.train], config.input_size)
     seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, random_resized_crop, resize_uint8
 from defect_nas.evaluators.distill import DistillLoss
 from defect_nas.evaluators.metrics import Metrics, compute_metrics
+from defect_nas.evaluators.runtime import PRECISIONS, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch size must be at least 2"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer {self.optimizer!r} must be adamw or sgd"),
-            (self.precision in ("auto", "bf16", "fp32"), f"precision {self.precision!r} must be auto, bf16 or fp32"),
+            (self.precision in PRECISIONS, f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}"),
             (0 < self.crop_scale <= 1, "crop scale must be in (0, 1]"),
             (self.class_weights in ("none", "balanced"), "class weights must be none or balanced"),
             (self.sampler in ("shuffle", "balanced"), "sampler must be shuffle or balanced"),
@@ -100,22 +101,6 @@ class TrainResult:
     stopped_early: bool = False
     planned_epochs: int = 0  # the schedule's length (sized to the time budget when there is one)
     stop_reason: str = "epochs"  # "epochs" | "plateau" | "time"
-
-
-def bf16_supported() -> bool:
-    """bf16 autocast pays off only with native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return ("avx512_bf16" in flags or "amx_bf16" in flags) and torch.backends.mkldnn.is_available()
-
-
-def resolve_precision(precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if bf16_supported() else "fp32"
-    return precision
 
 
 def _autocast(precision: str):

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -28,11 +27,12 @@ from safetensors.torch import save_file
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.cost import cost
 from defect_nas.core.errors import DefectNasError, Infeasible
-from defect_nas.core.netscore import netscore
+from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
 from defect_nas.evaluators.latency import measure_latency
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
@@ -195,7 +195,7 @@ class Objective:
 
         trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": cfg.proxy_input_size or task.input_size})
         model, r = train_candidate(ctx, spec, cfg.epochs, cfg.proxy_input_size, cfg.seed, on_epoch)
-        score = netscore(max(r["val_accuracy"], 1e-6), c.params, c.macs)
+        score = measured_netscore(r["val_accuracy"], c.params, c.macs)
         for key in ("val_accuracy", "test_accuracy", "epochs_run", "train_seconds"):
             trial.set_user_attr(key, r[key])
         trial.set_user_attr("netscore", score)
@@ -218,10 +218,8 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", config.to_dict())
-    elif SearchConfig.from_dict(stored).to_json() != config.to_json():
-        stored = json.loads(SearchConfig.from_dict(stored).to_json())  # an older config: defaults for new keys
-        diff = [k for k, v in config.to_dict().items() if stored.get(k) != (list(v) if isinstance(v, tuple) else v)]
-        diff = [k for k in diff if k not in ("trials", "time_budget_s")]
+    else:
+        diff = config.differences(stored)
         if diff:
             raise DefectNasError(f"study {name!r} was made with another --{diff[0].replace('_', '-')}"
                                  f" ({stored.get(diff[0])!r}); pass --run NAME for a new search")
@@ -274,7 +272,7 @@ def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name
 
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(threads)
+    Runtime(threads=threads).apply()
     config = SearchConfig.from_dict(config_dict)
     check_choices(config)
     ctx = load_context(config, Path(run_dir), log=lambda m: None)
@@ -308,7 +306,7 @@ def trial_rows(study: optuna.Study) -> list[dict]:
             "epochs_run": a.get("epochs_run", len(t.intermediate_values) or None),
             "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_ms": a.get("latency_ms"),
             "netscore": a.get("netscore") if a.get("netscore") is not None else (
-                netscore(max(val, 1e-6), a["params"], a["macs"]) if val is not None and a.get("macs") else None),
+                measured_netscore(val, a["params"], a["macs"]) if val is not None and a.get("macs") else None),
             "constraint": constraint, "feasible": constraint is None or constraint <= 0,
             "infeasible_reason": a.get("infeasible"), "retry_of": a.get("retry_of"),
             "datetime_start": t.datetime_start, "duration_s": duration,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from defect_nas.core.netscore import netscore
+from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.nas import procs
@@ -159,7 +159,7 @@ def _rung_record(s: dict, params: int, macs: int) -> dict:
     return {"val_accuracy": s["val_accuracy"], "test_accuracy": s["test_accuracy"], "epochs_run": s["epochs_run"],
             "planned_epochs": s["planned_epochs"], "best_epoch": s["best_epoch"], "stop_reason": s["stop_reason"],
             "train_seconds": s["train_seconds"], "train_images_per_second": s["train_images_per_second"],
-            "input_size": s["input_size"], "val_netscore": netscore(max(s["val_accuracy"], 1e-6), params, macs),
+            "input_size": s["input_size"], "val_netscore": measured_netscore(s["val_accuracy"], params, macs),
             "history": s["history"], "fidelity": _fidelity(s)}
 
 
@@ -214,7 +214,7 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
                 continue
             rows.append({"name": b, "test_accuracy": s["test_accuracy"], "val_accuracy": s["val_accuracy"],
                          "macs": s["macs"], "params": s["params"],
-                         "netscore": netscore(max(s["test_accuracy"], 1e-6), s["params"], s["macs"]),
+                         "netscore": measured_netscore(s["test_accuracy"], s["params"], s["macs"]),
                          "latency_ms": None, "fidelity": _fidelity(s) + ", 1 seed"})
     return rows, skipped
 

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
+from defect_nas.evaluators.runtime import Runtime
 
 if TYPE_CHECKING:
     from defect_nas.nas.engine import SearchContext
@@ -33,7 +33,7 @@ def _pool_init(config_dict: dict, run_dir: str, threads: int) -> None:
 
     die_with_parent()
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
+    Runtime(threads=threads).apply()
     _CTX = load_context(SearchConfig.from_dict(config_dict), Path(run_dir), log=lambda m: None)
 
 

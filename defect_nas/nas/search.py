@@ -20,13 +20,14 @@ import optuna
 from safetensors.torch import load_file
 
 from defect_nas.core.cost import cost
+from defect_nas.core.files import write_json
 from defect_nas.core.netscore import DEFAULT as NETSCORE
-from defect_nas.core.netscore import netscore
+from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.pareto import pareto_front
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.latency import measure_latency
-from defect_nas.evaluators.runinfo import environment, write_json
+from defect_nas.evaluators.runinfo import environment
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
     SearchContext,
@@ -219,7 +220,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     final = final_record(runs)
     best_s, best_state = max(runs, key=lambda rs: rs[0]["val_accuracy"])
     size = best_s["input_size"] or spec.input_size
-    deploy_spec = spec if size == spec.input_size else ArchSpec.from_dict({**spec.to_dict(), "input_size": size})
+    deploy_spec = spec if size == spec.input_size else spec.at_size(size)
     model = build(deploy_spec)
     model.load_state_dict(best_state)
     win_dir = run_dir / "winner"
@@ -242,7 +243,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
         "val_accuracy_mean": final["val_accuracy_mean"],
         "macs": c.macs,
         "params": c.params,
-        "netscore": netscore(max(test_m, 1e-6), c.params, c.macs),
+        "netscore": measured_netscore(test_m, c.params, c.macs),
         "seeds": len(runs),
         "epochs_run": epochs,
         "fidelity": fidelity,
@@ -266,7 +267,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
         {"name": "winner (final, mean of seeds)", "test_accuracy": test_m, "macs": c.macs, "params": c.params,
          "netscore": winner["netscore"], "latency_ms": eager.latency_ms, "fidelity": fidelity},
         *([{"name": "winner (rung 2)", "test_accuracy": chosen["test_accuracy"], "macs": c.macs, "params": c.params,
-            "netscore": netscore(max(chosen["test_accuracy"], 1e-6), c.params, c.macs), "latency_ms": None,
+            "netscore": measured_netscore(chosen["test_accuracy"], c.params, c.macs), "latency_ms": None,
             "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
         {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
          "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],

@@ -7,13 +7,13 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import atomic_path
 from defect_nas.evaluators.pretrained.folding import (
     CAFFE_BGR,
     IMAGENET_TORCHVISION,
@@ -176,11 +176,8 @@ def _hed_state_dict_cached(h5_path: Path, cache_dir: Path | None) -> dict[str, t
             log.warning("ignoring unreadable cache file %s (%s)", cached, e)
     sd = hed_h5_to_state_dict(h5_path)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=cached.name, suffix=".tmp")
-        os.close(fd)
-        torch.save(sd, tmp)
-        os.replace(tmp, cached)  # atomic: concurrent runs never see a half-written file
+        with atomic_path(cached) as tmp:  # concurrent runs never see a half-written file
+            torch.save(sd, tmp)
     except OSError as e:
         log.warning("could not cache converted HED weights in %s (%s)", cache_dir, e)
     return sd

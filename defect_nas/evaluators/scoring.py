@@ -1,0 +1,45 @@
+"""One way from a split to training tensors, and one way to score a model on the test part.
+
+Candidates, finalists, baselines and the teacher all go through these two functions, so their
+numbers mean the same thing: on patch datasets (DAGM: 9 overlapping test patches per image) the
+test accuracy is the image verdict (majority texture; defective if any patch is), as Kim et al.
+score it, with the patch accuracy kept beside it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from defect_nas.evaluators.data import Dataset, Split, dagm_image_labels, dagm_image_predictions
+from defect_nas.evaluators.metrics import Metrics, compute_metrics
+from defect_nas.evaluators.trainer import TrainData, evaluate, predict_logits
+
+
+def train_data(dataset: Dataset, split: Split, teacher_logits: torch.Tensor | None = None) -> TrainData:
+    """The split's train and validation parts as tensors (with the negative classes, for TPR/TNR)."""
+    return TrainData(
+        dataset.images[split.train], dataset.labels[split.train], dataset.images[split.val],
+        dataset.labels[split.val], dataset.class_names, teacher_logits, dataset.negative_classes,
+    )
+
+
+def score_test(model: torch.nn.Module, dataset: Dataset, split: Split, input_size: int) -> tuple[Metrics, dict]:
+    """The test metrics that count, and the summary fields that report them (fp32, as deployed)."""
+    patches = evaluate(model, dataset.images[split.test], dataset.labels[split.test], dataset.class_names,
+                       input_size=input_size, negative_classes=dataset.negative_classes)
+    images = _image_vote(model, dataset, split, input_size)
+    if images is None:
+        return patches, {"test_accuracy": patches.accuracy, "test_metrics": patches.to_dict()}
+    return images, {"test_accuracy": images.accuracy, "test_metrics": patches.to_dict(),
+                    "test_image_metrics": images.to_dict(), "test_patch_accuracy": patches.accuracy}
+
+
+def _image_vote(model: torch.nn.Module, dataset: Dataset, split: Split, size: int) -> Metrics | None:
+    if dataset.groups is None or not dataset.layout.startswith("dagm"):
+        return None
+    idx = split.test
+    preds = predict_logits(model, dataset.images[idx], input_size=size, precision="fp32").argmax(1)
+    groups = dataset.groups[idx]
+    _, image_preds = dagm_image_predictions(preds, groups)
+    _, image_labels = dagm_image_labels(dataset.labels[idx], groups)
+    return compute_metrics(image_preds, image_labels, dataset.class_names, dataset.negative_classes or None)

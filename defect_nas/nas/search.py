@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,16 +141,55 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+@dataclass
+class Outcome:
+    """What the phases after exploration produced: the winner and its seeds, for export and report."""
+
+    winner: int  # trial number
+    runs: list[tuple[dict, dict]]  # (seed summary, state dict) per trained seed of the winner
+    promoted: list[dict] = field(default_factory=list)  # rung-2 records
+    baselines: list[dict] = field(default_factory=list)  # comparison rows
+    retrained: bool = True  # False: the search trial's proxy weights (interrupted, or every seed failed)
+    notes: list[str] = field(default_factory=list)
+
+
 def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, finalize: bool, log, workers: int,
                   threads: int, plan: TimePlan, baselines: list[str], timeline: dict) -> dict:
-    """Rung 2, the winner's final seeds and baselines (when ``finalize``), then export and report."""
+    """Tables, then (when ``finalize``) rung 2, the winner's seeds and baselines, then export and report."""
     cfg = ctx.config
+    rows = write_tables(study, run_dir)
+    summary = base_summary(cfg, study, run_dir)
+    entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
+    if not entrants:
+        log("no trial finished: nothing to export")
+        write_report(run_dir / "report.html", summary, rows)
+        return summary
+    specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
+    outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log) if finalize else None
+    if outcome is None or not outcome.runs:
+        outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
+    summary["notes"] += outcome.notes
+    t = time.time()
+    summary.update(export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads))
+    timeline["export_s"] = round(time.time() - t, 1)
+    timeline["wall_s"] = round(time.time() - plan.started, 1)
+    summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
+    write_report(run_dir / "report.html", summary, rows)
+    return summary
+
+
+def write_tables(study: optuna.Study, run_dir: Path) -> list[dict]:
+    """trials.csv and pareto.csv; the rows of every trial."""
     rows = trial_rows(study)
     (run_dir / "learning_curves.csv").unlink(missing_ok=True)  # never plot an earlier run's curves
     write_csv(run_dir / "trials.csv", rows)
     feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
     write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
-    summary: dict[str, Any] = {
+    return rows
+
+
+def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> dict[str, Any]:
+    return {
         "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
         "netscore_definition": NETSCORE.describe(),
         "description": f"{cfg.strategy} over {', '.join(cfg.spaces)}; budget {cfg.budget_flops / 1e6:g}M MACs "
@@ -160,62 +200,53 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
                        f"teacher {cfg.teacher}",
         "winner": None, "promotion": [], "notes": [],
     }
-    entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
-    if not entrants:
-        log("no trial finished: nothing to export")
-        write_report(run_dir / "report.html", summary, rows)
-        return summary
-    specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
-    promoted: list[dict] = []
-    base_rows: list[dict] = []
-    if finalize:
-        t = time.time()
-        if len(entrants) > 1:
-            promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads,
-                               log)
-        timeline["promote_s"] = round(time.time() - t, 1)
-        win_n = (
-            choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"]
-            if promoted
-            else entrants[0]["number"]
-        )
-        t = time.time()
-        runs = train_final(ctx, specs[win_n], plan, workers, threads, log)
-        if not runs:  # every seed failed: fall back to the trial's own weights, said plainly
-            finalize = False
-        timeline["final_s"] = round(time.time() - t, 1)
-        write_curves(run_dir / "learning_curves.csv", promoted, runs, win_n)
-        t = time.time()
-        if baselines:
-            base_rows, skipped = train_baselines(ctx, baselines, plan, workers, threads, log)
-            summary["notes"] += skipped
-        else:
-            summary["notes"].append("baselines not trained: not asked for (--baselines resnet50,mobilenetv2-0.35,"
-                                    "prototypes trains them after the winner, at its final recipe)")
-        timeline["baselines_s"] = round(time.time() - t, 1)
-    if not finalize:  # interrupted (or every final seed failed): the best trial's proxy weights
-        win_n, r = entrants[0]["number"], entrants[0]
-        s = {"seed": cfg.seed, "val_accuracy": r["val_accuracy"], "test_accuracy": r["test_accuracy"],
-             "input_size": r["fidelity_input_size"], "epochs_run": r["epochs_run"]}
-        runs = [(s, load_file(run_dir / "trials" / f"{win_n}.safetensors"))]
-        summary["notes"].append("interrupted, or every final seed failed: the winner is the best search trial at "
-                                "proxy fidelity, not retrained")
+
+
+def finish(ctx: SearchContext, entrants: list[dict], specs: dict[int, ArchSpec], plan: TimePlan, workers: int,
+           threads: int, baselines: list[str], timeline: dict, log) -> Outcome:
+    """Rung 2 (when more than one entrant), the winner's choice, its seeds, then baselines."""
+    cfg = ctx.config
     t = time.time()
-    summary.update(export_winner(ctx, study, run_dir, rows, specs[win_n], win_n, runs, promoted, base_rows,
-                                 finalize=finalize, threads=threads))
-    timeline["export_s"] = round(time.time() - t, 1)
-    timeline["wall_s"] = round(time.time() - plan.started, 1)
-    summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
-    write_report(run_dir / "report.html", summary, rows)
-    return summary
+    promoted = []
+    if len(entrants) > 1:
+        promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads, log)
+    timeline["promote_s"] = round(time.time() - t, 1)
+    winner = entrants[0]["number"]
+    if promoted:
+        winner = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"]
+    t = time.time()
+    runs = train_final(ctx, specs[winner], plan, workers, threads, log)
+    timeline["final_s"] = round(time.time() - t, 1)
+    write_curves(ctx.run_dir / "learning_curves.csv", promoted, runs, winner)
+    outcome = Outcome(winner, runs, promoted)
+    t = time.time()
+    if baselines:
+        outcome.baselines, skipped = train_baselines(ctx, baselines, plan, workers, threads, log)
+        outcome.notes += skipped
+    else:
+        outcome.notes.append("baselines not trained: not asked for (--baselines resnet50,mobilenetv2-0.35,"
+                             "prototypes trains them after the winner, at its final recipe)")
+    timeline["baselines_s"] = round(time.time() - t, 1)
+    return outcome
+
+
+def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: dict, partial: Outcome | None) -> Outcome:
+    """Interrupted, or every final seed failed: the best search trial's own (proxy) weights, said plainly."""
+    s = {"seed": cfg.seed, "val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
+         "input_size": best["fidelity_input_size"], "epochs_run": best["epochs_run"]}
+    runs = [(s, load_file(run_dir / "trials" / f"{best['number']}.safetensors"))]
+    note = ("interrupted, or every final seed failed: the winner is the best search trial at proxy fidelity, "
+            "not retrained")
+    kept = partial or Outcome(best["number"], [])
+    return Outcome(best["number"], runs, kept.promoted, kept.baselines, retrained=False, notes=[*kept.notes, note])
 
 
 def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: list[dict], spec: ArchSpec,
-                  number: int, runs: list[tuple[dict, dict]], promoted: list[dict], base_rows: list[dict], *,
-                  finalize: bool, threads: int) -> dict:
+                  outcome: Outcome, *, threads: int) -> dict:
     """winner/ (weights of the seed with the best validation, ONNX, model card) and the summary's
     winner, promotion and comparison entries."""
     cfg = ctx.config
+    number, runs, promoted, finalize = outcome.winner, outcome.runs, outcome.promoted, outcome.retrained
     c = cost(spec)
     final = final_record(runs)
     best_s, best_state = max(runs, key=lambda rs: rs[0]["val_accuracy"])
@@ -272,7 +303,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
         {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
          "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],
          "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
-        *base_rows,
+        *outcome.baselines,
     ]
     data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint, "class_names": ctx.dataset.class_names,
             "split_seed": cfg.split_seed, "sizes": ctx.split.sizes()}

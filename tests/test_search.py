@@ -4,6 +4,7 @@ after SIGKILL, one-line errors that leave an existing study untouched, and share
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +78,13 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     (run / "report.html").unlink()
     cli("report", str(run))
     assert (run / "report.html").is_file()
+    # ... and a committed copy of the run folder (no study.db, no trial weights) from its trials.csv
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("study.db", "trials", ".lock"))
+    (copy / "report.html").unlink()
+    assert "(trials.csv)" in cli("report", str(copy)).stdout
+    rebuilt = (copy / "report.html").read_text()
+    assert rebuilt.count("<svg") >= 3 and summary["winner"]["name"] in rebuilt
 
     # export a trial in another format; predict with the winner
     trial = next(n for n, _ in finished(run).items() if (run / "trials" / f"{n}.safetensors").is_file())

@@ -211,9 +211,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from defect_nas.nas.engine import trial_rows
     from defect_nas.nas.report import write_report
-    from defect_nas.nas.search import load_summary, write_csv
+    from defect_nas.nas.search import load_summary, read_trials_csv, write_tables
     from defect_nas.nas.storage import open_storage, sqlite_url
 
     run_dir = Path(args.run)
@@ -222,16 +221,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     cfg = json.loads((run_dir / "config.json").read_text())
     url = cfg.get("storage") if cfg.get("storage", "").startswith("postgresql") else sqlite_url(run_dir)
     if url.startswith("sqlite") and not (run_dir / "study.db").is_file():
-        raise DefectNasError(f"{run_dir}: no study.db to rebuild the report from")
-    import optuna
+        # a copied or committed run folder: the study is not there, its tables are
+        if not (run_dir / "trials.csv").is_file():
+            raise DefectNasError(f"{run_dir}: neither study.db nor trials.csv to rebuild the report from")
+        rows, source = read_trials_csv(run_dir / "trials.csv"), "trials.csv"
+    else:
+        import optuna
 
-    study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
-    rows = trial_rows(study)
-    write_csv(run_dir / "trials.csv", rows)
-    from defect_nas.core.pareto import pareto_front
-
-    feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
-    write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
+        study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
+        rows, source = write_tables(study, run_dir, keep_curves=True), "the study"
     summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
     write_report(run_dir / "report.html", summary, rows)
-    console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials")
+    console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials ({source})")

@@ -178,10 +178,12 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     return summary
 
 
-def write_tables(study: optuna.Study, run_dir: Path) -> list[dict]:
-    """trials.csv and pareto.csv; the rows of every trial."""
+def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) -> list[dict]:
+    """trials.csv and pareto.csv; the rows of every trial. A new run's phases drop the learning
+    curves of an earlier one (never plotted as this run's); ``report`` keeps them."""
     rows = trial_rows(study)
-    (run_dir / "learning_curves.csv").unlink(missing_ok=True)  # never plot an earlier run's curves
+    if not keep_curves:
+        (run_dir / "learning_curves.csv").unlink(missing_ok=True)
     write_csv(run_dir / "trials.csv", rows)
     feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
     write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
@@ -322,6 +324,14 @@ def summary_json(summary: dict) -> dict:
             "latency_ms", "latency_onnx_ms", "seeds", "retrained")
     return {"run_dir": summary["run_dir"], "winner": {k: w.get(k) for k in keep} if w else None,
             "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False)}
+
+
+def read_trials_csv(path: Path) -> list[dict]:
+    """The rows of a written trials.csv, typed as ``trial_rows`` makes them (empty cells are None)."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
 def load_summary(run_dir: Path) -> dict:

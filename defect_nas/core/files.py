@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -37,6 +39,16 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except OSError as e:
         raise DefectNasError(f"{path}: cannot write ({e.strerror}); choose a writable location") from None
     return Path(path)
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows of one shape as CSV, the first row's keys as the header (no rows: an empty file)."""
+    out = io.StringIO()
+    if rows:
+        w = csv.DictWriter(out, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return write_text_atomic(path, out.getvalue())
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

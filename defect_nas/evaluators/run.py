@@ -5,7 +5,6 @@ Kept apart from the CLI so the search engine and benchmarks call the same code p
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from defect_nas.core.cost import cost
-from defect_nas.core.files import write_json
+from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.spec import ArchSpec
@@ -91,12 +90,7 @@ def write_run(
     (run / "arch.json").write_text(result.spec.to_json() + "\n")
     summary = {k: v for k, v in result.summary.items() if k != "history"}
     write_json(run / "metrics.json", summary)
-    with open(run / "history.csv", "w", newline="") as f:
-        rows = result.summary["history"]
-        if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+    write_csv(run / "history.csv", result.summary["history"])
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
     save_file(state, run / "weights.safetensors", metadata={"arch": result.spec.to_json(indent=None)})
     result.run_dir = run

@@ -37,6 +37,7 @@ from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
+from defect_nas.nas.records import TrialRow
 from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
@@ -283,7 +284,7 @@ def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name
         pass
 
 
-def trial_rows(study: optuna.Study) -> list[dict]:
+def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """Every trial as a flat row (trials.csv and the report)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -314,7 +315,7 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     return rows
 
 
-def top_k(rows: list[dict], k: int, min_accuracy: float) -> list[dict]:
+def top_k(rows: list[TrialRow], k: int, min_accuracy: float) -> list[TrialRow]:
     """The k best finished, feasible, trained trials by validation NetScore (one per architecture)."""
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
           and r["val_accuracy"] >= min_accuracy and r["spec_digest"]]

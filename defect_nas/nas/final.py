@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from defect_nas.core.files import write_csv
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.nas import procs
 from defect_nas.nas.engine import SearchContext, mean_std, train_config
+from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
 
 Log = Callable[[str], None]
 JOB_MARGIN_S = 2.0  # a job's own share of the end: test evaluation and handing back the weights
@@ -106,7 +108,7 @@ def _fidelity(s: dict) -> str:
     )
 
 
-def promotion_candidates(rows: list[dict], k: int, min_accuracy: float) -> list[dict]:
+def promotion_candidates(rows: list[TrialRow], k: int, min_accuracy: float) -> list[TrialRow]:
     """Rung 2's entrants: the k distinct feasible architectures with the best proxy validation
     accuracy (ties to NetScore). Accuracy first: proxy accuracy ranks converged accuracy well
     (Spearman 0.68 on twelve specs, parameter count 0.32: results/benchmarks/fidelity.*), where
@@ -123,7 +125,7 @@ def promotion_candidates(rows: list[dict], k: int, min_accuracy: float) -> list[
 
 
 def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan: TimePlan, workers: int,
-            threads: int, log: Log) -> list[dict]:
+            threads: int, log: Log) -> list[RungRecord]:
     """Train each entrant at full resolution, one seed, ``workers`` at a time in equal time slots."""
     cfg = ctx.config
     start = time.time()
@@ -163,7 +165,7 @@ def _rung_record(s: dict, params: int, macs: int) -> dict:
             "history": s["history"], "fidelity": _fidelity(s)}
 
 
-def choose_winner(promoted: list[dict], margin: float, min_accuracy: float = 0.0) -> dict:
+def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float = 0.0) -> RungRecord:
     """The best validation NetScore among rung-2 candidates within ``margin`` points of the best
     rung-2 validation accuracy and above ``min_accuracy`` when any is (test is never looked at)."""
     best = max(p["val_accuracy"] for p in promoted)
@@ -219,7 +221,7 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
     return rows, skipped
 
 
-def final_record(runs: list[tuple[dict, dict]]) -> dict:
+def final_record(runs: list[tuple[SeedRun, dict]]) -> FinalRecord:
     """What the summary says of the winner's seeds: per seed, and mean +- std."""
     seeds = [{k: s.get(k) for k in ("seed", "val_accuracy", "test_accuracy", "epochs_run", "planned_epochs",
                                 "best_epoch", "stop_reason", "train_seconds", "train_images_per_second")}
@@ -230,18 +232,12 @@ def final_record(runs: list[tuple[dict, dict]]) -> dict:
             "test_accuracy_std": test_s}
 
 
-def write_curves(path: Path, promoted: list[dict], runs: list[tuple[dict, dict]], winner_trial: int) -> None:
+def write_curves(path: Path, promoted: list[RungRecord], runs: list[tuple[SeedRun, dict]], winner_trial: int) -> None:
     """learning_curves.csv: every epoch of rung 2 and of the final seeds."""
-    import csv
-
     rows = []
     for p in promoted:
         rows += [{"phase": "rung2", "trial": p["trial"], "seed": None, **h} for h in p["history"]]
     for s, _ in runs:
         rows += [{"phase": "final", "trial": winner_trial, "seed": s["seed"], **h} for h in s["history"]]
-    if not rows:
-        return
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    if rows:
+        write_csv(path, rows)

@@ -8,7 +8,6 @@ folder: trials.csv, pareto.csv, learning_curves.csv, summary.json, report.html a
 
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing as mp
 import time
@@ -21,7 +20,7 @@ import optuna
 from safetensors.torch import load_file
 
 from defect_nas.core.cost import cost
-from defect_nas.core.files import write_json
+from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.pareto import pareto_front
@@ -51,6 +50,7 @@ from defect_nas.nas.final import (
     write_curves,
 )
 from defect_nas.nas.procs import die_with_parent
+from defect_nas.nas.records import RungRecord, SeedRun, TrialRow
 from defect_nas.nas.report import write_report
 from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
 from defect_nas.search_spaces.build import build
@@ -132,22 +132,13 @@ def run_search(
         return summary
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        if not rows:
-            return
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 @dataclass
 class Outcome:
     """What the phases after exploration produced: the winner and its seeds, for export and report."""
 
     winner: int  # trial number
-    runs: list[tuple[dict, dict]]  # (seed summary, state dict) per trained seed of the winner
-    promoted: list[dict] = field(default_factory=list)  # rung-2 records
+    runs: list[tuple[SeedRun, dict]]  # (seed summary, state dict) per trained seed of the winner
+    promoted: list[RungRecord] = field(default_factory=list)
     baselines: list[dict] = field(default_factory=list)  # comparison rows
     retrained: bool = True  # False: the search trial's proxy weights (interrupted, or every seed failed)
     notes: list[str] = field(default_factory=list)
@@ -178,7 +169,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     return summary
 
 
-def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) -> list[dict]:
+def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) -> list[TrialRow]:
     """trials.csv and pareto.csv; the rows of every trial. A new run's phases drop the learning
     curves of an earlier one (never plotted as this run's); ``report`` keeps them."""
     rows = trial_rows(study)
@@ -204,7 +195,7 @@ def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> dict[
     }
 
 
-def finish(ctx: SearchContext, entrants: list[dict], specs: dict[int, ArchSpec], plan: TimePlan, workers: int,
+def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSpec], plan: TimePlan, workers: int,
            threads: int, baselines: list[str], timeline: dict, log) -> Outcome:
     """Rung 2 (when more than one entrant), the winner's choice, its seeds, then baselines."""
     cfg = ctx.config
@@ -232,7 +223,7 @@ def finish(ctx: SearchContext, entrants: list[dict], specs: dict[int, ArchSpec],
     return outcome
 
 
-def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: dict, partial: Outcome | None) -> Outcome:
+def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: TrialRow, partial: Outcome | None) -> Outcome:
     """Interrupted, or every final seed failed: the best search trial's own (proxy) weights, said plainly."""
     s = {"seed": cfg.seed, "val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
          "input_size": best["fidelity_input_size"], "epochs_run": best["epochs_run"]}
@@ -326,7 +317,7 @@ def summary_json(summary: dict) -> dict:
             "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False)}
 
 
-def read_trials_csv(path: Path) -> list[dict]:
+def read_trials_csv(path: Path) -> list[TrialRow]:
     """The rows of a written trials.csv, typed as ``trial_rows`` makes them (empty cells are None)."""
     import pandas as pd
 

@@ -1,0 +1,96 @@
+"""The shapes of what a search records, as typed dicts.
+
+Why TypedDict and not dataclasses: every one of these is written as is to CSV (trials.csv,
+learning_curves.csv) or JSON (summary.json) and read back by ``report``, pandas and users' scripts;
+a TypedDict gives the type checker and the reader the field list and types while the records stay
+the plain rows those files hold. ``total=False`` marks records whose fields depend on the run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+
+
+class TrialRow(TypedDict):
+    """One search trial, a row of trials.csv (``engine.trial_rows``)."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    space: str | None
+    prototype: str | None
+    spec_digest: str | None
+    macs: int | None
+    params: int | None
+    fidelity_epochs: int | None
+    fidelity_input_size: int | None
+    epochs_run: int | None
+    val_accuracy: float | None  # percent, at the trial's (proxy) fidelity
+    test_accuracy: float | None  # recorded, never used to choose
+    latency_ms: float | None
+    netscore: float | None  # from validation accuracy: the sampler's objective
+    constraint: float | None  # > 0: infeasible by that much
+    feasible: bool
+    infeasible_reason: str | None
+    retry_of: int | None
+    datetime_start: datetime | None
+    duration_s: float | None
+
+
+class SeedRun(TypedDict, total=False):
+    """One trained run of a module (``evaluators.run.train_module``): a rung-2 candidate, a final
+    seed or a baseline. Test fields come from ``evaluators.scoring.score_test``."""
+
+    val_accuracy: float
+    test_accuracy: float  # the image verdict on patch datasets (DAGM), else per image
+    test_metrics: dict[str, Any]
+    test_image_metrics: dict[str, Any]  # patch datasets only
+    test_patch_accuracy: float  # patch datasets only
+    input_size: int
+    epochs_run: int
+    planned_epochs: int
+    stop_reason: str  # epochs | plateau | time
+    best_epoch: int
+    train_seconds: float
+    train_images_per_second: float
+    precision: str
+    teacher: str | None
+    kd: str
+    seed: int
+    history: list[dict[str, Any]]  # per epoch: loss, val_accuracy, val_loss, lr, seconds
+    netscore_definition: str
+    macs: int  # baselines: counted on the built module
+    params: int
+
+
+class RungRecord(TypedDict):
+    """A rung-2 candidate (``final.promote``): its proxy numbers and its full-resolution run."""
+
+    trial: int
+    spec: Any  # ArchSpec (dropped from summary.json)
+    proxy_val_accuracy: float
+    proxy_netscore: float
+    macs: int
+    params: int
+    val_accuracy: float
+    test_accuracy: float
+    epochs_run: int
+    planned_epochs: int
+    best_epoch: int
+    stop_reason: str
+    train_seconds: float
+    train_images_per_second: float
+    input_size: int
+    val_netscore: float
+    history: list[dict[str, Any]]
+    fidelity: str
+
+
+class FinalRecord(TypedDict):
+    """The winner's seeds in summary.json (``final.final_record``): per seed, and mean +- std."""
+
+    seeds: list[dict[str, Any]]
+    val_accuracy_mean: float
+    val_accuracy_std: float
+    test_accuracy_mean: float
+    test_accuracy_std: float

@@ -1,6 +1,6 @@
 """defect-nas: design compact defect classifiers under a compute budget.
 
-Layers, bottom up; each imports only the layers below it (``tests/test_layers.py`` enforces it):
+Layers, bottom up; each imports only the layers below it (the import-linter contracts in ``pyproject.toml`` enforce it):
 
 - ``core``: the architecture spec, exact cost model, budget fit, NetScore, Pareto front, config, errors.
   Pure Python: no torch, no training, no CLI.

@@ -18,10 +18,10 @@ def main() -> None:
     run = Path(sys.argv[1])
     split = json.loads((run / "split.json").read_text())
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from defect_nas.evaluators.data.registry import REGISTERED, find_registered
+    from defect_nas.evaluators.data.registry import DATASETS, find_registered
 
     name = json.loads((run / "config.json").read_text())["dataset"]
-    data_root = find_registered(name.lower()) if name.lower() in REGISTERED else Path(name)
+    data_root = find_registered(name.lower()) if name.lower() in DATASETS else Path(name)
     files = [data_root / p for p in split["test"]]
     cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *map(str, files), "--json"]
     out = subprocess.run(cli, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])

@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, tmp_path):
     a_file.write_text("")
     cases = [
         (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(results), "--strategy", "random"],
-         "holds a search with another strategy"),
+         "holds a search with other settings: --strategy 'random' (stored: 'tpe')"),
         (["--dataset", str(parts), *TINY, "--results", str(results)], "give --trials N or --time-budget"),
         (["--dataset", str(tmp_path / "nowhere"), *TINY, "--trials", "2"], "nowhere"),
         (["--dataset", str(parts), *TINY, "--trials", "2", "--budget-flops", "1e3"], "meets 1000 MACs"),

@@ -14,7 +14,6 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_text_atomic
 from defect_nas.core.netscore import NetScoreConfig, netscore
 from defect_nas.core.spec import ArchSpec, load_spec
-from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs
 from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces, get_space
 
 
@@ -127,6 +126,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def spec_costs(spec: ArchSpec, input_size: int | None = None) -> dict[str, int]:
     """The analytic count beside fvcore's and ptflops' on the built model."""
+    from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs  # slow imports: only when counting
     from defect_nas.search_spaces.build import build
 
     size = input_size or spec.input_size

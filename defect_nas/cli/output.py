@@ -1,4 +1,4 @@
-"""Shared output helpers: rich for people, plain JSON for machines, atomic file writes."""
+"""Shared output helpers: rich for people, plain JSON for machines."""
 
 from __future__ import annotations
 

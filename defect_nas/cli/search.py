@@ -19,7 +19,6 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
-from defect_nas.nas.engine import check_choices
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES
 
 
@@ -117,6 +116,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
         split_seed=args.split_seed,
     )
+    from defect_nas.nas.engine import check_choices
+
     check_choices(config)  # an unknown space, teacher or baseline: one line, before anything is written
     return config
 
@@ -157,9 +158,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     run_dir = Path(args.results) / (args.run or config.default_run_name)
     if (run_dir / "config.json").is_file() and args.storage is None:
         stored = json.loads((run_dir / "config.json").read_text())
-        diff = config.differences(stored)
-        if diff:
-            raise DefectNasError(f"{run_dir} holds a search with another {diff[0]} ({stored.get(diff[0])!r});"
+        if config.differences(stored):
+            raise DefectNasError(f"{run_dir} holds a search with other settings: "
+                                 f"{config.describe_differences(stored)};"
                                  f" pass --run NAME for a new one")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

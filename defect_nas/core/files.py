@@ -15,6 +15,15 @@ from typing import Any
 from defect_nas.core.errors import DefectNasError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; whatever is written there replaces ``path`` in one
@@ -25,6 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

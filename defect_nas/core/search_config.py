@@ -110,12 +110,18 @@ class SearchConfig:
                 d[key] = tuple(d[key])
         return cls(**d)
 
-    def differences(self, stored: dict[str, Any]) -> list[str]:
-        """Keys whose value differs from a stored config (config.json or a study's attribute) that
-        must match to resume it; an older file's missing keys count as their defaults, and the
-        stopping rule (trials, time budget) may change between sessions."""
+    def differences(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """The stored value of each key that differs from a stored config (config.json or a study's
+        attribute) and must match to resume it; an older file's missing keys count as their
+        defaults, and the stopping rule (trials, time budget) may change between sessions."""
         old = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in ("storage", "study")}).to_dict()
-        return [k for k, v in self.to_dict().items() if k not in RESUMABLE and old[k] != v]
+        return {k: old[k] for k, v in self.to_dict().items() if k not in RESUMABLE and old[k] != v}
+
+    def describe_differences(self, stored: dict[str, Any]) -> str:
+        """All differences at once, as flags: ``--strategy 'random' (stored: 'tpe'), ...``."""
+        mine = self.to_dict()
+        diffs = self.differences(stored).items()
+        return ", ".join(f"--{k.replace('_', '-')} {mine[k]!r} (stored: {v!r})" for k, v in diffs)
 
     @property
     def default_run_name(self) -> str:

@@ -23,13 +23,14 @@ from torch import nn
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.registry import Registry
+from defect_nas.core.search_config import NO_TEACHER
 from defect_nas.evaluators.augment import NUM_VIEWS
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
 from defect_nas.evaluators.scoring import score_test, train_data
 from defect_nas.evaluators.trainer import TrainConfig, predict_logits, train
 
-CACHE_VERSION = "teacher-v1"
+CACHE_VERSION = "teacher-v2"  # v2: test scored through evaluators.scoring (DAGM image vote)
 # VGG16 features index where each of its five conv blocks starts (after each max-pool)
 VGG_BLOCK_STARTS = (0, 5, 10, 17, 24, 31)
 
@@ -122,7 +123,6 @@ def _efficientnet_lite0(config: TeacherConfig, num_classes: int, in_channels: in
 TEACHERS: Registry[Callable[[TeacherConfig, int, int], nn.Module]] = Registry("teacher", "--teacher")
 TEACHERS.add("vgg16", _vgg16)
 TEACHERS.add("efficientnet-lite0", _efficientnet_lite0)
-NO_TEACHER = "none"
 
 
 def teacher_choices() -> tuple[str, ...]:

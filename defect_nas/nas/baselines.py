@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torchvision
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.registry import Registry
-from defect_nas.evaluators.flops import fvcore_macs
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
 
@@ -23,6 +21,8 @@ BASELINES: Registry[Callable[[int, int], torch.nn.Module]] = Registry("baseline"
 
 @BASELINES.register("resnet50")
 def _resnet50(in_channels: int, classes: int) -> torch.nn.Module:
+    import torchvision  # here, not at the top: the CLI lists the names without paying for the import
+
     m = torchvision.models.resnet50(num_classes=classes)
     m.conv1 = torch.nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
     return m
@@ -30,6 +30,8 @@ def _resnet50(in_channels: int, classes: int) -> torch.nn.Module:
 
 @BASELINES.register("mobilenetv2-0.35")
 def _mobilenetv2_035(in_channels: int, classes: int) -> torch.nn.Module:
+    import torchvision
+
     m = torchvision.models.mobilenet_v2(num_classes=classes, width_mult=0.35)
     old = m.features[0][0]
     m.features[0][0] = torch.nn.Conv2d(in_channels, old.out_channels, 3, 2, 1, bias=False)
@@ -51,6 +53,8 @@ def baseline_model(name: str, in_channels: int, classes: int, task: Task | None 
 
 
 def baseline_costs(model: torch.nn.Module, in_channels: int, size: int) -> dict[str, int]:
+    from defect_nas.evaluators.flops import fvcore_macs
+
     return {"macs": fvcore_macs(model, in_channels, size), "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -65,7 +69,8 @@ def baseline_names(requested: tuple[str, ...], spaces: tuple[str, ...], task: Ta
         elif b != "none":
             if "/" in b:  # one prototype, SPACE/NAME
                 get_space(b.partition("/")[0])
-            else:
-                BASELINES.get(b)
+            elif b not in BASELINES:
+                raise DefectNasError(f"unknown baseline {b!r}: choose --baselines {', '.join(baseline_choices())}"
+                                     " or a prototype as SPACE/NAME")
             out.append(b)
     return out

@@ -220,10 +220,9 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     if stored is None:
         study.set_user_attr("config", config.to_dict())
     else:
-        diff = config.differences(stored)
-        if diff:
-            raise DefectNasError(f"study {name!r} was made with another --{diff[0].replace('_', '-')}"
-                                 f" ({stored.get(diff[0])!r}); pass --run NAME for a new search")
+        if config.differences(stored):
+            raise DefectNasError(f"study {name!r} was made with other settings: {config.describe_differences(stored)};"
+                                 " pass --run NAME for a new search")
     return study
 
 

@@ -321,7 +321,10 @@ def read_trials_csv(path: Path) -> list[TrialRow]:
     """The rows of a written trials.csv, typed as ``trial_rows`` makes them (empty cells are None)."""
     import pandas as pd
 
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path).convert_dtypes()  # integer columns with empty cells stay integers
+    except pd.errors.EmptyDataError:  # a study without trials
+        return []
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import optuna
+from typing import TYPE_CHECKING
 
 from defect_nas.core.registry import Registry
 from defect_nas.core.search_config import SearchConfig
+
+if TYPE_CHECKING:  # optuna is imported when a sampler or pruner is made, not to list the names
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -28,17 +30,23 @@ class Strategy:
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "--strategy")
-STRATEGIES.add("tpe", Strategy(lambda seed: optuna.samplers.TPESampler(
+def _optuna():
+    import optuna
+
+    return optuna
+
+
+STRATEGIES.add("tpe", Strategy(lambda seed: _optuna().samplers.TPESampler(
     seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=8)))
-STRATEGIES.add("nsga2", Strategy(lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=16),
+STRATEGIES.add("nsga2", Strategy(lambda seed: _optuna().samplers.NSGAIISampler(seed=seed, population_size=16),
                                  multi_objective=True))
-STRATEGIES.add("random", Strategy(lambda seed: optuna.samplers.RandomSampler(seed=seed)))
+STRATEGIES.add("random", Strategy(lambda seed: _optuna().samplers.RandomSampler(seed=seed)))
 
 PRUNERS: Registry[Callable[[SearchConfig], optuna.pruners.BasePruner]] = Registry("pruner", "--pruner")
-PRUNERS.add("hyperband", lambda c: optuna.pruners.HyperbandPruner(
+PRUNERS.add("hyperband", lambda c: _optuna().pruners.HyperbandPruner(
     min_resource=c.min_epochs, max_resource=c.epochs, reduction_factor=3))
-PRUNERS.add("sha", lambda c: optuna.pruners.SuccessiveHalvingPruner(min_resource=c.min_epochs, reduction_factor=3))
-PRUNERS.add("none", lambda c: optuna.pruners.NopPruner())
+PRUNERS.add("sha", lambda c: _optuna().pruners.SuccessiveHalvingPruner(min_resource=c.min_epochs, reduction_factor=3))
+PRUNERS.add("none", lambda c: _optuna().pruners.NopPruner())
 
 
 def strategy(config: SearchConfig) -> Strategy:
@@ -54,4 +62,4 @@ def make_sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampl
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     factory = PRUNERS.get(config.pruner)
-    return optuna.pruners.NopPruner() if strategy(config).multi_objective else factory(config)
+    return _optuna().pruners.NopPruner() if strategy(config).multi_objective else factory(config)

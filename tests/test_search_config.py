@@ -1,0 +1,22 @@
+"""Resuming a search compares the stored config with the command's, all differences at once."""
+
+from defect_nas.core.search_config import SearchConfig
+
+
+def test_resume_differences_list_every_changed_setting_and_ignore_the_stopping_rule():
+    stored = SearchConfig(strategy="tpe", epochs=12, trials=10).to_dict()
+    mine = SearchConfig(strategy="random", epochs=6, trials=50, time_budget_s=600.0)
+    assert mine.differences(stored) == {"strategy": "tpe", "epochs": 12}
+    text = mine.describe_differences(stored)
+    assert text == "--strategy 'random' (stored: 'tpe'), --epochs 6 (stored: 12)"
+
+
+def test_an_older_config_file_resumes_with_defaults_for_keys_it_lacks():
+    stored = SearchConfig().to_dict()
+    for key in ("teacher_weights", "teacher_freeze", "promote_share"):  # keys added after it was written
+        stored.pop(key)
+    stored["search_share"] = 0.5  # a retired key
+    stored.update(storage="sqlite:////elsewhere/study.db", study="neu-100m")  # where it lived
+    assert SearchConfig().differences(stored) == {}
+    with_teacher = SearchConfig(teacher_freeze=2, teacher="vgg16").differences(stored)
+    assert with_teacher == {"teacher": "none", "teacher_freeze": 0, "kd": "none"}  # no teacher had meant no KD

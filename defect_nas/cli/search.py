@@ -101,6 +101,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
     if args.workers < 1 or args.threads < 1:
         raise DefectNasError("--workers and --threads must be at least 1")
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
+    # absolute, so that a worker started elsewhere (or a resumed run) finds the same file
+    weights = str(Path(args.teacher_weights).expanduser().resolve()) if args.teacher_weights else None
     config = SearchConfig(
         dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
@@ -111,7 +113,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         accuracy_margin=args.accuracy_margin, patience=args.patience,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
         teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
-        teacher_input_size=args.teacher_input_size, teacher_weights=args.teacher_weights,
+        teacher_input_size=args.teacher_input_size, teacher_weights=weights,
         teacher_freeze=args.teacher_freeze, kd=args.kd,
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
         split_seed=args.split_seed,

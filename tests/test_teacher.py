@@ -62,7 +62,7 @@ def test_damaged_cache_is_rebuilt_not_trusted(setup, tmp_path):
 
 
 def test_bad_teacher_options_are_clear():
-    with pytest.raises(DefectNasError, match="--teacher 'resnet'"):
+    with pytest.raises(DefectNasError, match="unknown teacher 'resnet': choose --teacher vgg16, efficientnet-lite0"):
         TeacherConfig(arch="resnet")
     with pytest.raises(DefectNasError, match="no such file"):
         TeacherConfig(weights_file="/nonexistent/vgg.pth")

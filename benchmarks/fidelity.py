@@ -36,6 +36,7 @@ from defect_nas.core.spec import ArchSpec  # noqa: E402
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.run import train_spec  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.trainer import TrainConfig  # noqa: E402
 from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
 
@@ -129,7 +130,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = out / "fidelity_runs.csv"

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.run import train_spec  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
 from defect_nas.evaluators.trainer import TrainConfig  # noqa: E402
 from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
@@ -36,7 +37,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     teacher = ensure_teacher(ds, split, TeacherConfig())

@@ -24,20 +24,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def one(arch: str, precision: str, seed: int, epochs: int, patience: int | None, budget: float | None) -> dict:
-    import torch
 
-    torch.set_num_threads(1)
     from defect_nas.core.spec import ArchSpec
     from defect_nas.evaluators.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
+    from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.trainer import TrainConfig, evaluate
 
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     spec = ArchSpec.from_json(Path(arch).read_text())
-    cfg = TrainConfig(epochs=epochs, input_size=200, precision=precision, seed=seed, patience=patience,
-                      time_budget_s=budget)
-    r = train_spec(spec, ds, split, cfg, latency=False)
+    cfg = TrainConfig(epochs=epochs, input_size=200, seed=seed, patience=patience, time_budget_s=budget)
+    r = train_spec(spec, ds, split, cfg, latency=False, runtime=Runtime(threads=1, precision=precision).apply())
     row = {"arch": Path(arch).parent.name, "train_precision": precision, "seed": seed, "epochs": epochs,
            "params": r.summary["params"], "macs": r.summary["macs"], "best_epoch": r.summary["best_epoch"],
            "epochs_run": r.summary["epochs_run"], "planned_epochs": r.summary["planned_epochs"],

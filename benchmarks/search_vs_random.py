@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def one(strategy: str, seed: int, args: dict, out: str) -> dict:
     import optuna
-    import torch
 
     from defect_nas.core.search_config import SearchConfig
-    from defect_nas.nas.engine import top_k, trial_rows
+    from defect_nas.evaluators.runtime import Runtime
+    from defect_nas.nas.engine import best_trials, trial_rows
     from defect_nas.nas.search import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(1)
+    Runtime(threads=1).apply()
     cfg = SearchConfig(dataset="neu", spaces=tuple(args["spaces"]), budget_flops=args["budget"], strategy=strategy,
                        time_budget_s=args["minutes"] * 60, explore_share=0.98, promote_share=0.0,
                        epochs=args["epochs"],
@@ -46,7 +46,7 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
     rows = trial_rows(study)
     ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
     above = [r for r in ok if r["val_accuracy"] >= args["min_accuracy"]]
-    best = top_k(rows, 1, args["min_accuracy"])
+    best = best_trials(rows, 1, args["min_accuracy"], by="netscore")
     return {"strategy": strategy, "seed": seed, "trials": len(rows), "complete": len(ok),
             "pruned": summary["trial_counts"].get("PRUNED", 0), "above_floor": len(above),
             "best_val_netscore": max((r["netscore"] for r in above), default=None),

@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--inits", nargs="+", default=["imagenet", "scratch"])
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     rows = []

@@ -49,7 +49,7 @@ from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.evaluators.augment import resize_uint8  # noqa: E402
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
-from defect_nas.evaluators.runtime import resolve_precision  # noqa: E402
+from defect_nas.evaluators.runtime import Runtime, resolve_precision  # noqa: E402
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, train  # noqa: E402
 from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
@@ -131,9 +131,8 @@ def run_baseline(spec, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int)
 def run_fast(spec, data: TrainData, epochs: int, input_size: int | None, seed: int, precision: str, cl: bool) -> dict:
     model = fresh_model(spec, seed)
     cfg = TrainConfig(epochs=epochs, input_size=input_size, batch_size=BATCH, optimizer="adamw", lr=LR,
-                      weight_decay=WD, label_smoothing=SMOOTHING, views=True, precision=precision,
-                      channels_last=cl, seed=seed)
-    r = train(model, data, cfg)
+                      weight_decay=WD, label_smoothing=SMOOTHING, views=True, channels_last=cl, seed=seed)
+    r = train(model, data, cfg, runtime=Runtime(precision=precision))
     # what the per-epoch validation (32 images) costs, timed on its own, to show it is small
     t = time.perf_counter()
     evaluate(model, data.x_val, data.y_val, data.class_names, input_size=input_size, precision=precision)
@@ -160,7 +159,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    Runtime(threads=args.threads).apply()
     wall0 = time.perf_counter()
 
     ds = load_dataset("neu")

@@ -7,7 +7,7 @@ from datagen import learnable_dataset
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
 from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.runtime import resolve_precision
+from defect_nas.evaluators.runtime import Runtime, resolve_precision
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, train
 from defect_nas.search_spaces.build import build
 
@@ -33,11 +33,11 @@ def test_a_small_cnn_learns_the_task(data):
 
 def test_same_seed_same_weights_other_seed_differs(data):
     _, _, td = data
-    cfg = TrainConfig(epochs=2, batch_size=16, precision="fp32", seed=3)
+    cfg, fp32 = TrainConfig(epochs=2, batch_size=16, seed=3), Runtime(precision="fp32")
     a, b, c = (torch.manual_seed(0) and build(SPEC) for _ in range(3))
-    ha = train(a, td, cfg).history
-    hb = train(b, td, cfg).history
-    train(c, td, TrainConfig(epochs=2, batch_size=16, precision="fp32", seed=4))
+    ha = train(a, td, cfg, runtime=fp32).history
+    hb = train(b, td, cfg, runtime=fp32).history
+    train(c, td, TrainConfig(epochs=2, batch_size=16, seed=4), runtime=fp32)
     assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))

@@ -86,8 +86,9 @@ def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: 
         p.add_argument("--cache", help="teacher cache folder (default: $DEFECT_NAS_CACHE or ~/.cache/defect-nas)")
 
 
-def setup_threads(args: argparse.Namespace) -> None:
-    Runtime(threads=args.threads).apply()
+def runtime_from(args: argparse.Namespace) -> Runtime:
+    """This process's runtime from ``--threads`` (and ``--precision`` where the command has it), applied."""
+    return Runtime(threads=args.threads, precision=getattr(args, "precision", "auto")).apply()
 
 
 def load_data(args: argparse.Namespace):
@@ -127,12 +128,12 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
-    setup_threads(args)
+    runtime = runtime_from(args)
     cfg = teacher_config_from(args)
     if cfg is None:
         raise DefectNasError("--teacher none: nothing to train")
     dataset, split = load_data(args)
-    t = ensure_teacher(dataset, split, cfg, args.cache, log=log_line(args.json))
+    t = ensure_teacher(dataset, split, cfg, args.cache, log=log_line(args.json), runtime=runtime)
     out = {"teacher": cfg.arch, "provenance": t.provenance, "test_accuracy": t.test_accuracy,
            "val_accuracy": t.val_accuracy, "train_seconds": t.seconds, "from_cache": t.from_cache,
            "cache_dir": str(t.cache_dir), "config": cfg.to_dict()}
@@ -157,11 +158,11 @@ def resolve_arch(text: str, task: Task) -> ArchSpec:
 def cmd_train(args: argparse.Namespace) -> None:
     from defect_nas.evaluators.run import train_spec, write_run
 
-    setup_threads(args)
+    runtime = runtime_from(args)
     tcfg = TrainConfig(epochs=args.epochs, input_size=args.input_size, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, kd=kd_for(args.teacher, args.kd),
                        kd_alpha=args.kd_alpha, crop_scale=args.crop_scale, class_weights=args.class_weights,
-                       sampler=args.sampler, patience=args.patience, precision=args.precision, seed=args.seed)
+                       sampler=args.sampler, patience=args.patience, seed=args.seed)
     dataset, split = load_data(args)
     size = args.input_size or dataset.images.shape[-1]
     spec = resolve_arch(args.arch, Task(dataset.images.shape[1], size, len(dataset.class_names)))
@@ -172,9 +173,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     log = log_line(args.json)
     teacher = None
     if (cfg := teacher_config_from(args)) is not None:
-        teacher = ensure_teacher(dataset, split, cfg, args.cache, log=log)
+        teacher = ensure_teacher(dataset, split, cfg, args.cache, log=log, runtime=runtime)
         log(f"teacher: {teacher.provenance}, test accuracy {teacher.test_accuracy:.2f}%")
-    result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency,
+    result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency, runtime=runtime,
                         on_epoch=lambda e, acc, rec: log(f"epoch {e}/{args.epochs}: loss {rec['loss']:.3f},"
                                                          f" val {acc:.2f}% ({rec['seconds']:.0f} s)"))
     config = {
@@ -184,6 +185,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "dataset_fingerprint": dataset.fingerprint,
         "split_seed": args.split_seed,
         "train": tcfg.to_dict(),
+        "runtime": runtime.to_dict(),
         "teacher": cfg.to_dict() if cfg else None,
         "budget_flops": args.budget_flops,
     }

@@ -193,7 +193,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from defect_nas.nas.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Runtime(threads=args.threads).apply()
+    runtime = Runtime(threads=args.threads).apply()
     storage = open_storage(args.storage)
     try:
         summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
@@ -207,7 +207,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     run_dir = Path(args.results) / f"worker-{args.study}"
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = load_context(config, run_dir, log=lambda m: console.print(m, style="dim"),
-                       fingerprint=attrs.get("dataset_fingerprint"))
+                       fingerprint=attrs.get("dataset_fingerprint"), runtime=runtime)
     study = create_or_load_study(config, storage, args.study, worker=os.getpid() % 1000 + 100)
     run_worker(ctx, study, stop.get("n_trials"), stop.get("deadline"))
     console.print(f"worker done: study {args.study} has {len(study.trials)} trials")

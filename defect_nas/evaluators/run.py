@@ -20,6 +20,7 @@ from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runinfo import environment, new_run_dir
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.scoring import score_test, train_data
 from defect_nas.evaluators.teacher import Teacher
 from defect_nas.evaluators.trainer import TrainConfig, train
@@ -37,6 +38,7 @@ class RunResult:
 def train_spec(
     spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, teacher: Teacher | None = None,
     on_epoch: Callable[[int, float, dict], None] | None = None, latency: bool = True,
+    runtime: Runtime | None = None,
 ) -> RunResult:
     """Build, train (distilling from ``teacher`` if given and config.kd != none), and measure."""
     size = config.input_size or dataset.images.shape[-1]
@@ -44,7 +46,7 @@ def train_spec(
     torch.manual_seed(config.seed)  # the seed fixes the initial weights too
     model = build(spec)
     c = cost(spec)
-    summary = train_module(model, dataset, split, config, teacher, on_epoch)
+    summary = train_module(model, dataset, split, config, teacher, on_epoch, runtime)
     summary.update({"arch": spec.name, "spec_digest": spec.digest(), "macs": c.macs, "params": c.params,
                     "netscore": measured_netscore(summary["test_accuracy"], c.params, c.macs)})
     if latency:
@@ -58,14 +60,14 @@ def train_spec(
 
 def train_module(
     model: torch.nn.Module, dataset: Dataset, split: Split, config: TrainConfig, teacher: Teacher | None = None,
-    on_epoch: Callable[[int, float, dict], None] | None = None,
+    on_epoch: Callable[[int, float, dict], None] | None = None, runtime: Runtime | None = None,
 ) -> dict:
     """Train any module on the split and score it on the test part: the one path that candidates,
     finalists and baselines share, so their numbers mean the same thing (image-level on DAGM)."""
     size = config.input_size or dataset.images.shape[-1]
     uses_teacher = teacher is not None and config.kd != "none"
     data = train_data(dataset, split, teacher.logits if uses_teacher else None)
-    result = train(model, data, config, on_epoch)
+    result = train(model, data, config, on_epoch, runtime)
     _, test = score_test(model, dataset, split, size)
     summary = {
         **test, "val_accuracy": result.val_accuracy,

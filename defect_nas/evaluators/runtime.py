@@ -55,6 +55,11 @@ class Runtime:
             torch.set_num_threads(self.threads)
         return self
 
+    def to_dict(self) -> dict[str, str | int | None]:
+        """As recorded in a run's config: what was asked and what ``auto`` became here."""
+        return {"device": self.device, "threads": self.threads, "precision": self.precision,
+                "train_precision": self.train_precision}
+
     @property
     def train_precision(self) -> str:
         return resolve_precision(self.precision)

@@ -27,6 +27,7 @@ from defect_nas.core.search_config import NO_TEACHER
 from defect_nas.evaluators.augment import NUM_VIEWS
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.scoring import score_test, train_data
 from defect_nas.evaluators.trainer import TrainConfig, predict_logits, train
 
@@ -150,6 +151,7 @@ def ensure_teacher(
     config: TeacherConfig,
     cache_root: Path | str | None = None,
     log: Callable[[str], None] = print,
+    runtime: Runtime | None = None,
 ) -> Teacher:
     """Load the cached teacher for this data, split and config, or train it (and cache it)."""
     root = Path(cache_root) if cache_root else default_cache_dir()
@@ -174,7 +176,7 @@ def ensure_teacher(
     tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
                      optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed)
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
-        f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"))
+        f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"), runtime=runtime)
     test, _ = score_test(model, dataset, split, config.input_size)
     log("  teacher logits for the 8 views of each training image")
     logits = teacher_logits(model, dataset.images[split.train], config.input_size)

@@ -22,7 +22,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, random_resized_crop, resize_uint8
 from defect_nas.evaluators.distill import DistillLoss
 from defect_nas.evaluators.metrics import Metrics, compute_metrics
-from defect_nas.evaluators.runtime import PRECISIONS, resolve_precision
+from defect_nas.evaluators.runtime import Runtime, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,6 @@ class TrainConfig:
     label_smoothing: float = 0.1
     views: bool = True  # the 8 flips/rotations
     crop_scale: float = 1.0  # < 1: random resized crops covering this much area at least
-    precision: str = "auto"  # "auto" (bf16 where the CPU has it) | "bf16" | "fp32"
     channels_last: bool = True
     kd: str = "none"  # "none" | "l2" (Kim et al.) | "kl" (Hinton)
     kd_alpha: float = 0.5
@@ -57,7 +56,6 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch size must be at least 2"),
             (self.optimizer in ("adamw", "sgd"), f"optimizer {self.optimizer!r} must be adamw or sgd"),
-            (self.precision in PRECISIONS, f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}"),
             (0 < self.crop_scale <= 1, "crop scale must be in (0, 1]"),
             (self.class_weights in ("none", "balanced"), "class weights must be none or balanced"),
             (self.sampler in ("shuffle", "balanced"), "sampler must be shuffle or balanced"),
@@ -170,8 +168,12 @@ def train(
     data: TrainData,
     config: TrainConfig,
     on_epoch: Callable[[int, float, dict], None] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; it ends with the weights of its best validation epoch.
+
+    ``runtime`` says where and in what precision (default: CPU, bf16 where the CPU has it); it is
+    not part of ``config`` because it describes the machine, not the recipe.
 
     With ``config.time_budget_s`` the cosine schedule is sized to the time (its length measured
     from the first epochs, re-measured in the first half if the pace drifts), ``epochs`` is only a
@@ -179,7 +181,7 @@ def train(
     start = time.perf_counter()  # the budget includes set-up
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
-    precision = resolve_precision(config.precision)
+    precision = (runtime or Runtime()).train_precision
     k = len(data.class_names)
     if config.kd != "none" and data.teacher_logits is None:
         raise DefectNasError("distillation asked for (kd != none) but no teacher logits were given")

@@ -16,7 +16,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class SearchContext:
     teacher: Teacher | None
     run_dir: Path
     deadline: float | None = None  # time.time() after which trials stop early
+    runtime: Runtime = field(default_factory=Runtime)  # this process's device, threads, precision
 
     @property
     def task(self) -> Task:
@@ -110,7 +111,9 @@ def check_choices(config: SearchConfig) -> None:
     baseline_names(config.baselines, config.spaces, None)
 
 
-def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None) -> SearchContext:
+def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None,
+                 runtime: Runtime | None = None) -> SearchContext:
+    """Data, split and teacher of a run, loaded in this process; ``runtime``: how it trains here."""
     dataset = load_dataset(config.dataset)
     if fingerprint and dataset.fingerprint != fingerprint:
         raise DefectNasError(
@@ -119,8 +122,8 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
         )
     split = make_split(dataset, seed=config.split_seed)
     tcfg = teacher_config(config)
-    teacher = ensure_teacher(dataset, split, tcfg, log=log) if tcfg else None
-    return SearchContext(config, dataset, split, teacher, run_dir)
+    teacher = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime) if tcfg else None
+    return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime())
 
 
 def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
@@ -135,7 +138,7 @@ def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size:
     from defect_nas.evaluators.run import train_spec
 
     cfg = train_config(ctx.config, epochs, input_size, seed, **overrides)
-    result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False)
+    result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False, runtime=ctx.runtime)
     return result.model, result.summary
 
 
@@ -272,10 +275,10 @@ def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name
 
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    Runtime(threads=threads).apply()
+    runtime = Runtime(threads=threads).apply()
     config = SearchConfig.from_dict(config_dict)
     check_choices(config)
-    ctx = load_context(config, Path(run_dir), log=lambda m: None)
+    ctx = load_context(config, Path(run_dir), log=lambda m: None, runtime=runtime)
     study = create_or_load_study(config, open_storage(storage_url), study_name, worker)
     try:
         run_worker(ctx, study, n_trials, deadline)
@@ -314,18 +317,25 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     return rows
 
 
-def top_k(rows: list[TrialRow], k: int, min_accuracy: float) -> list[TrialRow]:
-    """The k best finished, feasible, trained trials by validation NetScore (one per architecture)."""
-    ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
-          and r["val_accuracy"] >= min_accuracy and r["spec_digest"]]
-    if not ok:  # nothing reached the floor: still report the best candidates, flagged by the caller
-        ok = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
-    best, seen = [], set()
-    for r in sorted(ok, key=lambda r: (-r["netscore"], r["number"])):
+def best_trials(rows: list[TrialRow], k: int, min_accuracy: float, by: str = "accuracy") -> list[TrialRow]:
+    """The k best finished, feasible, trained trials, one per architecture, ranked ``by`` validation
+    "accuracy" (ties to NetScore) or validation "netscore". Trials below ``min_accuracy`` count only
+    when none reaches it (the caller says so), so a finished search always has candidates."""
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
+            and r["spec_digest"]]
+    ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done
+    if by == "accuracy":
+        ranked = sorted(ok, key=lambda r: (-r["val_accuracy"], -(r["netscore"] or 0), r["number"]))
+    elif by == "netscore":
+        ranked = sorted(ok, key=lambda r: (-(r["netscore"] or 0), r["number"]))
+    else:
+        raise ValueError(f"best_trials by {by!r}: accuracy or netscore")
+    out, seen = [], set()
+    for r in ranked:
         if r["spec_digest"] not in seen:
             seen.add(r["spec_digest"])
-            best.append(r)
-    return best[:k]
+            out.append(r)
+    return out[:k]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

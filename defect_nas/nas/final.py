@@ -25,7 +25,7 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.nas import procs
-from defect_nas.nas.engine import SearchContext, mean_std, train_config
+from defect_nas.nas.engine import SearchContext, best_trials, mean_std, train_config
 from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
 
 Log = Callable[[str], None]
@@ -97,7 +97,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
         torch.manual_seed(seed)
         model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx.task)
         cfg = replace(train_config(ctx.config, epochs, input_size, seed), **overrides)
-        summary = train_module(model, ds, ctx.split, cfg, ctx.teacher)
+        summary = train_module(model, ds, ctx.split, cfg, ctx.teacher, runtime=ctx.runtime)
         summary.update(baseline_costs(model, ds.images.shape[1], ds.images.shape[-1]))
     return summary, {k: v.contiguous() for k, v in model.state_dict().items()}
 
@@ -113,15 +113,7 @@ def promotion_candidates(rows: list[TrialRow], k: int, min_accuracy: float) -> l
     accuracy (ties to NetScore). Accuracy first: proxy accuracy ranks converged accuracy well
     (Spearman 0.68 on twelve specs, parameter count 0.32: results/benchmarks/fidelity.*), where
     NetScore would send the smallest nets to the top."""
-    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
-            and r["spec_digest"]]
-    ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done
-    out, seen = [], set()
-    for r in sorted(ok, key=lambda r: (-r["val_accuracy"], -(r["netscore"] or 0), r["number"])):
-        if r["spec_digest"] not in seen:
-            seen.add(r["spec_digest"])
-            out.append(r)
-    return out[:k]
+    return best_trials(rows, k, min_accuracy, by="accuracy")
 
 
 def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan: TimePlan, workers: int,

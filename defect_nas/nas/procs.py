@@ -33,8 +33,8 @@ def _pool_init(config_dict: dict, run_dir: str, threads: int) -> None:
 
     die_with_parent()
     warnings.filterwarnings("ignore")
-    Runtime(threads=threads).apply()
-    _CTX = load_context(SearchConfig.from_dict(config_dict), Path(run_dir), log=lambda m: None)
+    runtime = Runtime(threads=threads).apply()
+    _CTX = load_context(SearchConfig.from_dict(config_dict), Path(run_dir), log=lambda m: None, runtime=runtime)
 
 
 def context() -> SearchContext:

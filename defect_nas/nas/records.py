@@ -94,3 +94,65 @@ class FinalRecord(TypedDict):
     val_accuracy_std: float
     test_accuracy_mean: float
     test_accuracy_std: float
+
+
+class WinnerRecord(TypedDict):
+    """The exported winner in summary.json and winner/metrics.json (``search.export_winner``)."""
+
+    name: str
+    trial: int
+    test_accuracy: float  # mean over seeds (the proxy trial's own when not retrained)
+    test_accuracy_mean: float
+    test_accuracy_std: float
+    test_accuracies: list[float]
+    val_accuracy_mean: float
+    macs: int
+    params: int
+    netscore: float
+    seeds: int
+    epochs_run: list[int | None]
+    fidelity: str  # what training the accuracy was obtained at, said in words
+    latency_ms: float
+    latency_onnx_ms: float
+    throughput_img_s: float
+    throughput_onnx_img_s: float
+    cpu: str
+    threads: int
+    input_size: int
+    confusion: list[list[int]] | None
+    class_names: list[str]
+    per_class_accuracy: dict[str, float]
+    retrained: bool
+    final: FinalRecord
+    netscore_definition: str
+
+
+class Timeline(TypedDict, total=False):
+    """Seconds each phase took, the budget and the plan (``TimePlan.to_dict``); ``wall_s`` is the
+    whole run, from the user's command to the written summary."""
+
+    budget_s: float | None
+    plan: dict[str, float | None]
+    setup_s: float
+    explore_s: float
+    promote_s: float
+    final_s: float
+    baselines_s: float
+    export_s: float
+    wall_s: float
+
+
+class RunSummary(TypedDict, total=False):
+    """summary.json of a search run (``search.run_search``); ``report`` and ``--json`` read it."""
+
+    run: str
+    run_dir: str
+    trial_counts: dict[str, int]
+    netscore_definition: str
+    description: str
+    winner: WinnerRecord | None
+    promotion: list[dict[str, Any]]  # rung-2 records without spec and history, plus "chosen"
+    comparison: list[dict[str, Any]]  # the report's table: winner rows and baselines, each with its fidelity
+    notes: list[str]
+    interrupted: bool
+    timeline: Timeline

@@ -50,7 +50,7 @@ from defect_nas.nas.final import (
     write_curves,
 )
 from defect_nas.nas.procs import die_with_parent
-from defect_nas.nas.records import RungRecord, SeedRun, TrialRow
+from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
 from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
 from defect_nas.search_spaces.build import build
@@ -72,7 +72,7 @@ def run_search(
     config: SearchConfig, run_dir: Path, *, storage_url: str | None = None, study_name: str | None = None,
     workers: int = 1, threads: int = 1, progress: Callable[[optuna.Study, dict], None] | None = None,
     log: Callable[[str], None] = print, finalize: bool = True, started: float | None = None,
-) -> dict:
+) -> RunSummary:
     """Run (or resume) the search in ``run_dir`` and return the summary. ``started``: when the
     user's command began (the time budget counts from there, data loading and teacher included)."""
     started = started or time.time()
@@ -98,7 +98,7 @@ def run_search(
         deadline = plan.explore_end
         study.set_user_attr("stop", {"n_trials": config.trials, "deadline": deadline})
         study.set_user_attr("dataset_fingerprint", ctx.dataset.fingerprint)
-        timeline = {"setup_s": round(time.time() - started, 1)}
+        timeline: Timeline = {"setup_s": round(time.time() - started, 1)}
         interrupted = False
         procs = []
         try:
@@ -145,7 +145,7 @@ class Outcome:
 
 
 def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, finalize: bool, log, workers: int,
-                  threads: int, plan: TimePlan, baselines: list[str], timeline: dict) -> dict:
+                  threads: int, plan: TimePlan, baselines: list[str], timeline: Timeline) -> RunSummary:
     """Tables, then (when ``finalize``) rung 2, the winner's seeds and baselines, then export and report."""
     cfg = ctx.config
     rows = write_tables(study, run_dir)
@@ -181,7 +181,7 @@ def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) 
     return rows
 
 
-def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> dict[str, Any]:
+def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSummary:
     return {
         "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
         "netscore_definition": NETSCORE.describe(),
@@ -196,7 +196,7 @@ def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> dict[
 
 
 def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSpec], plan: TimePlan, workers: int,
-           threads: int, baselines: list[str], timeline: dict, log) -> Outcome:
+           threads: int, baselines: list[str], timeline: Timeline, log) -> Outcome:
     """Rung 2 (when more than one entrant), the winner's choice, its seeds, then baselines."""
     cfg = ctx.config
     t = time.time()
@@ -235,7 +235,7 @@ def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: TrialRow, partial: Out
 
 
 def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: list[dict], spec: ArchSpec,
-                  outcome: Outcome, *, threads: int) -> dict:
+                  outcome: Outcome, *, threads: int) -> RunSummary:
     """winner/ (weights of the seed with the best validation, ONNX, model card) and the summary's
     winner, promotion and comparison entries."""
     cfg = ctx.config
@@ -257,7 +257,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
                 f"{cfg.patience})" if finalize else "search trial at proxy fidelity")
     test_m = final["test_accuracy_mean"]
-    winner = {
+    winner: WinnerRecord = {
         "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
         "trial": number,
         "test_accuracy": test_m,
@@ -308,7 +308,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
                  for p in promoted]
     return {"winner": winner, "promotion": promotion, "comparison": comparison}
 
-def summary_json(summary: dict) -> dict:
+def summary_json(summary: RunSummary) -> dict[str, Any]:
     """The --json summary: run_dir, winner (accuracy, MACs, params, NetScore), trial counts."""
     w = summary.get("winner") or {}
     keep = ("name", "trial", "test_accuracy", "test_accuracy_std", "val_accuracy_mean", "macs", "params", "netscore",
@@ -328,6 +328,6 @@ def read_trials_csv(path: Path) -> list[TrialRow]:
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 
-def load_summary(run_dir: Path) -> dict:
+def load_summary(run_dir: Path) -> RunSummary:
     path = run_dir / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else {}

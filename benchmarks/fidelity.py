@@ -20,7 +20,6 @@ confirmed on this CPU. Writes ``results/benchmarks/fidelity.{csv,json}`` (rank c
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
+from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.run import train_spec  # noqa: E402
@@ -49,22 +49,6 @@ FIELDS = ["spec", "kind", "input_size", "epochs", "seed", "params", "macs", "val
 def make_spec(name: str, task: Task) -> ArchSpec:
     space = get_space(SPACES[name[0]])
     return fit(space.propose(RandomTrial(100 + int(name[1:])), task), Budget(100e6, 0.05))
-
-
-def done_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def append_row(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 
 def run_one(name: str, spec: ArchSpec, kind: str, size: int, epochs: int, ds, split, threads: int) -> dict:
@@ -137,7 +121,7 @@ def main() -> None:
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
-    have = {(r["spec"], r["kind"], int(r["input_size"]), int(r["epochs"])) for r in done_rows(runs_csv)}
+    have = {(r["spec"], r["kind"], int(r["input_size"]), int(r["epochs"])) for r in read_csv_rows(runs_csv)}
     jobs = []
     if args.only in (None, "proxy"):
         jobs += [(n, "proxy", s, args.proxy_epochs) for n in args.specs for s in args.proxy_sizes]
@@ -147,10 +131,10 @@ def main() -> None:
         if (name, kind, size, epochs) in have:
             continue
         row = run_one(name, make_spec(name, task), kind, size, epochs, ds, split, args.threads)
-        append_row(runs_csv, row)
+        append_csv_row(runs_csv, row, FIELDS)
         print({k: row[k] for k in ("spec", "kind", "input_size", "epochs", "val_accuracy", "test_accuracy",
                                    "seconds")}, flush=True)
-    rows = done_rows(runs_csv)
+    rows = read_csv_rows(runs_csv)
     table, check = correlations(rows, gpu_reference(args.gpu_reference))
     if not check.empty:
         print("converged here vs the GPU reference (test %, 200 px, seed 0):")

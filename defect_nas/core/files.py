@@ -63,3 +63,24 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings; [] when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_csv_row(path: str | Path, row: dict[str, Any], fields: list[str]) -> None:
+    """Append one row (the header first when the file is new): a benchmark's finished runs survive
+    an interruption, so a long benchmark resumes where it stopped."""
+    path = Path(path)
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)

@@ -2,7 +2,14 @@
 
 import torch
 
-from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, dihedral, random_resized_crop, resize_uint8
+from defect_nas.evaluators.augment import (
+    NUM_VIEWS,
+    apply_views,
+    dihedral,
+    gather_views,
+    random_resized_crop,
+    resize_uint8,
+)
 
 
 def test_the_eight_views_are_distinct_and_form_the_dihedral_group():
@@ -19,6 +26,12 @@ def test_apply_views_puts_each_sample_in_its_own_view():
     out = apply_views(x, views)
     for i, v in enumerate(views.tolist()):
         assert torch.equal(out[i], dihedral(x[i : i + 1], v)[0])
+
+
+def test_the_gpu_path_gives_the_same_views_as_the_cpu_path():
+    x = torch.randint(0, 256, (12, 3, 7, 7), dtype=torch.uint8)  # uint8 as the trainer feeds it
+    views = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 7, 0, 2, 4])
+    assert torch.equal(gather_views(x, views), apply_views(x, views))
 
 
 def test_random_resized_crop_keeps_shape_and_follows_the_generator():

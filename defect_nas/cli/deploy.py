@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from defect_nas.cli.evaluate import add_device_arg
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_text_atomic
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
     p.add_argument("--out", help="also write the rows and the environment to this JSON file")
+    add_device_arg(p, default="cpu", what="measure besides the CPU (cuda or cuda:N adds GPU rows, fp32 and bf16)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_benchmark)
 
@@ -106,21 +108,32 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from defect_nas.core.cost import cost
     from defect_nas.evaluators.flops import fvcore_macs
     from defect_nas.evaluators.latency import measure_latency
+    from defect_nas.evaluators.runtime import Runtime
     from defect_nas.nas.baselines import baseline_model
     from defect_nas.nas.export import load_model
 
+    gpu = Runtime(device=args.device)  # a GPU asked for but absent: one line, before any measuring
     model, spec, labels = load_model(args.model)
     shape = (spec.in_channels, spec.input_size, spec.input_size)
     resnet = baseline_model("resnet50", spec.in_channels, len(labels)).eval()
     rows = []
-    for name, m, macs in (("model", model, cost(spec).macs),
-                          ("resnet50", resnet, fvcore_macs(resnet, spec.in_channels, spec.input_size))):
+    models = (("model", model, cost(spec).macs),
+              ("resnet50", resnet, fvcore_macs(resnet, spec.in_channels, spec.input_size)))
+    for name, m, macs in models:
         for backend in ("eager", "onnx"):
             r = measure_latency(m, shape, backend=backend, batch_size_throughput=args.batch, repeats=args.repeats,
                                 threads=args.threads)
             rows.append({"model": name, "backend": backend, "macs": macs, "latency_ms": r.latency_ms,
                          "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})
-    for backend in ("eager", "onnx"):
+    if gpu.is_cuda:  # the deployment target (CPU) always; the GPU side by side when asked
+        from defect_nas.evaluators.gpu_timing import measure_gpu
+
+        for name, m, macs in models:
+            for precision in ("fp32", "bf16"):
+                g = measure_gpu(m, shape, str(gpu.torch_device), precision, args.batch, args.repeats)
+                rows.append({"model": name, "backend": f"cuda-{precision}", "macs": macs, "latency_ms": g.latency_ms,
+                             "throughput_img_s": g.throughput_img_s, "threads": None, "cpu": g.gpu})
+    for backend in sorted({r["backend"] for r in rows}):
         mine = next(r for r in rows if r["model"] == "model" and r["backend"] == backend)
         ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend)
         mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]

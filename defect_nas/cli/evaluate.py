@@ -15,7 +15,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
-from defect_nas.evaluators.runtime import Runtime
+from defect_nas.evaluators.runtime import DEVICES_HELP, Runtime
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher, teacher_choices, teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.search_spaces.base import Task, get_space
@@ -56,6 +56,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="neu", help=DATASET_HELP)
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    add_device_arg(p)
+
+
+def add_device_arg(p: argparse.ArgumentParser, default: str = "auto", what: str = "train") -> None:
+    """``--device`` of train, teacher, search, worker and benchmark (one help text, one default)."""
+    p.add_argument("--device", default=default, help=f"where to {what}: {DEVICES_HELP} (default {default})")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -88,7 +94,7 @@ def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: 
 
 def runtime_from(args: argparse.Namespace) -> Runtime:
     """This process's runtime from ``--threads`` (and ``--precision`` where the command has it), applied."""
-    return Runtime(threads=args.threads, precision=getattr(args, "precision", "auto")).apply()
+    return Runtime(device=args.device, threads=args.threads, precision=getattr(args, "precision", "auto")).apply()
 
 
 def load_data(args: argparse.Namespace):

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.live import Live
 
 from defect_nas.cli.design import positive_float
-from defect_nas.cli.evaluate import DATASET_HELP, add_teacher_args
+from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_args
 from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.errors import DefectNasError
@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="local worker processes, one thread each")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    add_device_arg(p, what="train (cuda: workers share each GPU, --workers trials in flight)")
     p.add_argument("--storage", help="postgresql://user@host/db to share the study with remote workers")
     p.add_argument("--run", help="run folder name (default: <dataset>-<budget>m, e.g. neu-100m)")
     p.add_argument("--results", default="results")
@@ -87,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", required=True)
     p.add_argument("--storage", required=True)
     p.add_argument("--threads", type=int, default=1)
+    add_device_arg(p)
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_worker)
 
@@ -156,6 +158,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from(args)
+    device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
     check_budget_feasible(config)
     run_dir = Path(args.results) / (args.run or config.default_run_name)
     if (run_dir / "config.json").is_file() and args.storage is None:
@@ -174,7 +177,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
     if args.json:
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
-                             log=log, started=started)
+                             log=log, started=started, device=device)
         print_json(summary_json(summary))
         return
     with Live(console=console, refresh_per_second=1, transient=False) as live:
@@ -182,7 +185,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             live.update(progress_table(study, info))
 
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
-                             progress=progress, log=live.console.print, started=started)
+                             progress=progress, log=live.console.print, started=started, device=device)
     print_summary(summary)
 
 
@@ -193,7 +196,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from defect_nas.nas.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    runtime = Runtime(threads=args.threads).apply()
+    runtime = Runtime(device=args.device, threads=args.threads).for_worker(os.getpid()).apply()
     storage = open_storage(args.storage)
     try:
         summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}

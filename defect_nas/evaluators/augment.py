@@ -23,7 +23,11 @@ def dihedral(x: torch.Tensor, view: int) -> torch.Tensor:
 
 
 def apply_views(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-    """Each sample i of ``x`` in its own view ``views[i]``; one op per distinct view, not per image."""
+    """Each sample i of ``x`` in its own view ``views[i]``; one op per distinct view, not per image.
+    On a GPU one gather instead (``gather_views``): selecting each view's samples would stop the
+    host at every step to learn how many there are."""
+    if x.is_cuda and x.shape[-1] == x.shape[-2]:
+        return gather_views(x, views)
     out = torch.empty_like(x)
     for v in range(NUM_VIEWS):
         idx = (views == v).nonzero(as_tuple=True)[0]
@@ -32,14 +36,27 @@ def apply_views(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def view_permutations(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[8, size * size]: the flat pixel index each output pixel of each view reads (square images)."""
+    grid = torch.arange(size * size, device=device).view(1, 1, size, size)
+    return torch.cat([dihedral(grid, v).reshape(1, -1) for v in range(NUM_VIEWS)])
+
+
+def gather_views(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """``apply_views`` of a square batch as one gather, with no data-dependent shapes."""
+    n, c, h, w = x.shape
+    idx = view_permutations(h, x.device)[views.long()].unsqueeze(1).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, idx).view(n, c, h, w)
+
+
 def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random square crops covering ``min_scale``..1 of the area, resized back, in one
     ``grid_sample`` call for the whole batch."""
     n = x.shape[0]
-    scale = torch.empty(n).uniform_(min_scale, 1.0, generator=generator).sqrt()
-    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
-    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale)
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    scale = torch.empty(n, device=x.device).uniform_(min_scale, 1.0, generator=generator).sqrt()
+    cx = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
+    cy = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

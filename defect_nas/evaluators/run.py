@@ -68,7 +68,10 @@ def train_module(
     uses_teacher = teacher is not None and config.kd != "none"
     data = train_data(dataset, split, teacher.logits if uses_teacher else None)
     result = train(model, data, config, on_epoch, runtime)
-    _, test = score_test(model, dataset, split, size)
+    _, test = score_test(model, dataset, split, size)  # on the training device, batched
+    model.cpu()  # what follows (weights, export, CPU latency) works on the CPU copy
+    if runtime is not None:
+        runtime.release()
     summary = {
         **test, "val_accuracy": result.val_accuracy,
         "netscore_definition": NETSCORE.describe(), "input_size": size, "epochs_run": len(result.history),

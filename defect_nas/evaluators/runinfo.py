@@ -15,6 +15,7 @@ import torch
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.latency import cpu_model
+from defect_nas.evaluators.runtime import gpu_info
 
 _PACKAGES = ("defect-nas", "torch", "torchvision", "optuna", "fvcore", "ptflops", "onnxruntime", "numpy", "pandas")
 
@@ -41,6 +42,7 @@ def environment(seed: int | None = None) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "gpus": gpu_info(),  # [] without one: name, memory, CUDA and driver version of each
         "seed": seed,
         "versions": versions,
         "git_commit": git_commit(),

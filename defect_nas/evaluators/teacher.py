@@ -179,7 +179,8 @@ def ensure_teacher(
         f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"), runtime=runtime)
     test, _ = score_test(model, dataset, split, config.input_size)
     log("  teacher logits for the 8 views of each training image")
-    logits = teacher_logits(model, dataset.images[split.train], config.input_size)
+    logits = teacher_logits(model, dataset.images[split.train], config.input_size)  # on the training device
+    model.cpu()
     seconds = time.perf_counter() - start
     meta = {"provenance": provenance, "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy,
             "test_metrics": test.to_dict(), "seconds": seconds, "config": config.to_dict(),

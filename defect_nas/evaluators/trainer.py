@@ -101,10 +101,6 @@ class TrainResult:
     stop_reason: str = "epochs"  # "epochs" | "plateau" | "time"
 
 
-def _autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def _to_input(x_uint8: torch.Tensor, channels: int, channels_last: bool) -> torch.Tensor:
     x = x_uint8.float().div_(255)
     if x.shape[1] != channels:  # grayscale data into an RGB model
@@ -122,8 +118,10 @@ def predict_logits(
     model: nn.Module, images: torch.Tensor, *, input_size: int | None = None, precision: str = "auto",
     channels_last: bool = True, batch_size: int = 128, view: int = 0,
 ) -> torch.Tensor:
-    """Logits (float32) for a uint8 stack, in eval mode, at ``input_size``, in one view."""
-    precision = resolve_precision(precision)
+    """Logits (float32, on the CPU) for a uint8 stack, in eval mode, at ``input_size``, in one view,
+    computed in batches on the model's device."""
+    device = next(model.parameters()).device
+    precision = resolve_precision(precision, device.type)
     if input_size:
         images = resize_uint8(images, input_size)
     channels = model_in_channels(model)
@@ -132,13 +130,14 @@ def predict_logits(
     out = []
     try:
         for chunk in images.split(batch_size):
+            chunk = chunk.to(device, non_blocking=True)
             if view:
-                chunk = apply_views(chunk, torch.full((len(chunk),), view))
-            with _autocast(precision):
+                chunk = apply_views(chunk, torch.full((len(chunk),), view, device=device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 out.append(model(_to_input(chunk, channels, channels_last)).float())
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 def evaluate(
@@ -160,7 +159,7 @@ def _epoch_order(y: torch.Tensor, k: int, sampler: str, g: torch.Generator) -> t
     if sampler == "balanced":
         w = _class_weights(y, k)[y]
         return torch.multinomial(w, len(y), replacement=True, generator=g)
-    return torch.randperm(len(y), generator=g)
+    return torch.randperm(len(y), generator=g, device=y.device)
 
 
 def train(
@@ -173,28 +172,35 @@ def train(
     """Train ``model`` in place; it ends with the weights of its best validation epoch.
 
     ``runtime`` says where and in what precision (default: CPU, bf16 where the CPU has it); it is
-    not part of ``config`` because it describes the machine, not the recipe.
+    not part of ``config`` because it describes the machine, not the recipe. On a GPU the uint8
+    data, the augmentation (with a seeded device generator) and the loss sum stay on the device:
+    one host synchronisation per epoch, not per step. The model is left on the runtime's device.
 
     With ``config.time_budget_s`` the cosine schedule is sized to the time (its length measured
     from the first epochs, re-measured in the first half if the pace drifts), ``epochs`` is only a
     cap, and training stops before an epoch that would overrun the budget."""
     start = time.perf_counter()  # the budget includes set-up
     torch.manual_seed(config.seed)
-    g = torch.Generator().manual_seed(config.seed)
-    precision = (runtime or Runtime()).train_precision
+    rt = runtime or Runtime()
+    dev = rt.torch_device
+    g = torch.Generator(device=dev).manual_seed(config.seed)
+    precision = rt.train_precision
     k = len(data.class_names)
     if config.kd != "none" and data.teacher_logits is None:
         raise DefectNasError("distillation asked for (kd != none) but no teacher logits were given")
     x_train = resize_uint8(data.x_train, config.input_size) if config.input_size else data.x_train
     x_val = resize_uint8(data.x_val, config.input_size) if config.input_size else data.x_val
+    x_train, y_train, x_val = x_train.to(dev), data.y_train.to(dev), x_val.to(dev)  # resident (no-ops on the CPU)
+    teacher = data.teacher_logits.to(dev) if data.teacher_logits is not None else None
     channels = model_in_channels(model)
+    model.to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     weights = _class_weights(data.y_train, k) if config.class_weights == "balanced" else None
     loss_fn = DistillLoss(
         kind=config.kd, alpha=config.kd_alpha if config.kd != "none" else 0.0, temperature=config.kd_temperature,
         label_smoothing=config.label_smoothing, class_weights=weights,
-    )
+    ).to(dev)
     lr = config.learning_rate
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -217,12 +223,13 @@ def train(
         epoch += 1
         epoch_start = time.perf_counter()
         model.train()
-        order = _epoch_order(data.y_train, k, config.sampler, g)
-        losses = []
+        order = _epoch_order(y_train, k, config.sampler, g)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         for b in range(steps_per_epoch):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            xb, yb = x_train[idx], data.y_train[idx]
-            views = torch.randint(0, NUM_VIEWS, (len(idx),), generator=g) if config.views else torch.zeros(len(idx))
+            xb, yb = x_train[idx], y_train[idx]
+            views = (torch.randint(0, NUM_VIEWS, (len(idx),), generator=g, device=dev) if config.views
+                     else torch.zeros(len(idx), device=dev))
             if config.views:
                 xb = apply_views(xb, views)
             x = _to_input(xb, channels, config.channels_last)
@@ -230,24 +237,25 @@ def train(
                 x = random_resized_crop(x, config.crop_scale, g)
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-            t = data.teacher_logits[idx, views.long()] if loss_fn.needs_teacher else None
+            t = teacher[idx, views.long()] if loss_fn.needs_teacher else None
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            with _autocast(precision):
+            with rt.autocast(precision):
                 logits = model(x)
             loss = loss_fn(logits.float(), yb, t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
+            loss_sum += loss.detach()
             step += 1
             seen += len(idx)
         val_logits = predict_logits(model, x_val, precision="fp32")  # scored as it deploys (ONNX Runtime, fp32)
         val = compute_metrics(val_logits.argmax(1), data.y_val, data.class_names, data.negative_classes or None)
         val_loss = nn.functional.cross_entropy(val_logits, data.y_val).item()
+        epoch_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host synchronisation
         elapsed = time.perf_counter() - start
         durations.append(time.perf_counter() - epoch_start)
-        record = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_accuracy": val.accuracy,
+        record = {"epoch": epoch, "loss": epoch_loss, "val_accuracy": val.accuracy,
                   "val_balanced_accuracy": val.balanced_accuracy, "val_loss": val_loss, "seconds": elapsed,
                   "lr": lr_at(step - 1)}
         history.append(record)

@@ -132,7 +132,7 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
     log(f"rung 2: {len(entrants)} candidate(s) at full resolution, "
         + (f"{slot / 60:.1f} min each" if slot else f"{cfg.promote_epochs} epochs each"))
     out = []
-    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads) as pool:
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
                                cfg.seed, plan.promote_end, None, True, slot)
                    for _, spec, _ in entrants]
@@ -175,7 +175,7 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     per = max(1, (workers * threads) // n)
     left = "" if plan.final_end is None else f", {max(0.0, plan.final_end - time.time()) / 60:.1f} min"
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
-    with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per) as pool:
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
                                cfg.seed + s, plan.final_end, cfg.patience, False) for s in range(n)]
         runs = []
@@ -196,7 +196,7 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
     if end is not None and end - time.time() < 30:
         return [], [f"baselines skipped: {max(0.0, end - time.time()):.0f} s left in --time-budget"]
     rows, skipped = [], []
-    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads) as pool:
+    with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads, ctx.runtime.device) as pool:
         futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
                                                      cfg.seed, end, cfg.patience) for b in names}
         for b, fut in futures.items():

@@ -26,14 +26,17 @@ def die_with_parent() -> None:
         pass
 
 
-def _pool_init(config_dict: dict, run_dir: str, threads: int) -> None:
+def _pool_init(config_dict: dict, run_dir: str, threads: int, device: str, counter) -> None:
     global _CTX
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.nas.engine import load_context
 
     die_with_parent()
     warnings.filterwarnings("ignore")
-    runtime = Runtime(threads=threads).apply()
+    with counter.get_lock():  # this process's index, so that workers spread over the GPUs
+        index = counter.value
+        counter.value += 1
+    runtime = Runtime(device=device, threads=threads).for_worker(index).apply()
     _CTX = load_context(SearchConfig.from_dict(config_dict), Path(run_dir), log=lambda m: None, runtime=runtime)
 
 
@@ -42,7 +45,10 @@ def context() -> SearchContext:
     return _CTX
 
 
-def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int) -> ProcessPoolExecutor:
-    """``processes`` spawned workers with ``threads`` torch threads each, the run's context loaded."""
-    return ProcessPoolExecutor(max_workers=max(1, processes), mp_context=mp.get_context("spawn"),
-                               initializer=_pool_init, initargs=(config_dict, str(run_dir), threads))
+def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
+             device: str = "cpu") -> ProcessPoolExecutor:
+    """``processes`` spawned workers with ``threads`` torch threads each on ``device`` (round-robin
+    over the GPUs with ``cuda``), the run's context loaded."""
+    spawn = mp.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
+                               initargs=(config_dict, str(run_dir), threads, device, spawn.Value("i", 0)))

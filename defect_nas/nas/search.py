@@ -28,6 +28,7 @@ from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runinfo import environment
+from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
     SearchContext,
@@ -71,18 +72,23 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
 def run_search(
     config: SearchConfig, run_dir: Path, *, storage_url: str | None = None, study_name: str | None = None,
     workers: int = 1, threads: int = 1, progress: Callable[[optuna.Study, dict], None] | None = None,
-    log: Callable[[str], None] = print, finalize: bool = True, started: float | None = None,
+    log: Callable[[str], None] = print, finalize: bool = True, started: float | None = None, device: str = "cpu",
 ) -> RunSummary:
     """Run (or resume) the search in ``run_dir`` and return the summary. ``started``: when the
-    user's command began (the time budget counts from there, data loading and teacher included)."""
+    user's command began (the time budget counts from there, data loading and teacher included).
+    ``device``: where workers train (``cuda``: round-robin over every GPU, ``workers`` trials in
+    flight); latency is always measured on the CPU, the deployment target."""
     started = started or time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     study_name = study_name or run_dir.name
     url = storage_url or sqlite_url(run_dir)
     with RunLock(run_dir):
-        ctx = load_context(config, run_dir, log=log)
-        write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name})
-        write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads})
+        runtime = Runtime(device=device, threads=threads)
+        ctx = load_context(config, run_dir, log=log, runtime=runtime)
+        write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name,
+                                             "device": runtime.device})
+        write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads,
+                                                  "device": runtime.device})
         write_json(run_dir / "split.json", ctx.split.to_json(ctx.dataset))
         storage = open_storage(url)
         study = create_or_load_study(config, storage, study_name)
@@ -106,7 +112,8 @@ def run_search(
                 spawn = mp.get_context("spawn")
                 for w in range(workers):
                     p = spawn.Process(target=_worker_entry, args=(config.to_dict(), str(run_dir), url, study_name, w,
-                                                                  config.trials, deadline, threads), daemon=False)
+                                                                  config.trials, deadline, threads, runtime.device),
+                                      daemon=False)
                     p.start()
                     procs.append(p)
                 while any(p.is_alive() for p in procs):

@@ -58,11 +58,12 @@ BATCH = 32
 LR, WD, SMOOTHING = 2e-3, 1e-4, 0.1
 
 # name -> (precision, channels_last); "fast" is the trainer as a search runs it (precision auto).
-FAST_VARIANTS = {
-    "fast fp32 NCHW": ("fp32", False),
-    "fast fp32 channels_last": ("fp32", True),
-    "fast (bf16 auto + channels_last)": ("auto", True),
+FAST_VARIANTS = {  # name -> (precision, channels_last, device)
+    "fast fp32 NCHW": ("fp32", False, "cpu"),
+    "fast fp32 channels_last": ("fp32", True, "cpu"),
+    "fast (bf16 auto + channels_last)": ("auto", True, "cpu"),
 }
+GPU_VARIANT = "fast on GPU (bf16 auto + channels_last)"
 
 
 class PlainImages(TorchDataset):
@@ -128,11 +129,12 @@ def run_baseline(spec, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int)
     }
 
 
-def run_fast(spec, data: TrainData, epochs: int, input_size: int | None, seed: int, precision: str, cl: bool) -> dict:
+def run_fast(spec, data: TrainData, epochs: int, input_size: int | None, seed: int, precision: str, cl: bool,
+             device: str = "cpu") -> dict:
     model = fresh_model(spec, seed)
     cfg = TrainConfig(epochs=epochs, input_size=input_size, batch_size=BATCH, optimizer="adamw", lr=LR,
                       weight_decay=WD, label_smoothing=SMOOTHING, views=True, channels_last=cl, seed=seed)
-    r = train(model, data, cfg, runtime=Runtime(precision=precision))
+    r = train(model, data, cfg, runtime=Runtime(device=device, precision=precision))
     # what the per-epoch validation (32 images) costs, timed on its own, to show it is small
     t = time.perf_counter()
     evaluate(model, data.x_val, data.y_val, data.class_names, input_size=input_size, precision=precision)
@@ -157,9 +159,13 @@ def main() -> None:
     )
     ap.add_argument("--no-ablation", action="store_true", help="only baseline vs the fast trainer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cuda or cuda:N adds the fast trainer on that GPU, same "
+                    "model and epochs, side by side with this machine's CPU rows (written as train_throughput_gpu.*)")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
     Runtime(threads=args.threads).apply()
+    if Runtime(device=args.device).is_cuda:  # a GPU asked for but absent: one line before any work
+        FAST_VARIANTS[GPU_VARIANT] = ("auto", True, args.device)
     wall0 = time.perf_counter()
 
     ds = load_dataset("neu")
@@ -193,6 +199,8 @@ def main() -> None:
 
     variants = ["baseline (DataLoader fp32 NCHW)"]
     variants += list(FAST_VARIANTS) if not args.no_ablation else ["fast (bf16 auto + channels_last)"]
+    if GPU_VARIANT in FAST_VARIANTS and GPU_VARIANT not in variants:
+        variants.append(GPU_VARIANT)
     # untimed warm-up of every variant on 2 batches (oneDNN primitive creation, allocator), so the
     # first timed run does not pay it
     wx, wy = x_base[: 2 * BATCH], y_train[: 2 * BATCH]
@@ -209,8 +217,7 @@ def main() -> None:
             if name.startswith("baseline"):
                 r = run_baseline(spec, x_base, y_train, args.epochs, args.seed)
             else:
-                precision, cl = FAST_VARIANTS[name]
-                r = run_fast(spec, data, args.epochs, train_size, args.seed, precision, cl)
+                r = run_fast(spec, data, args.epochs, train_size, args.seed, *FAST_VARIANTS[name])
             r.update(variant=name, repeat=rep)
             runs.append(r)
             print(f"  repeat {rep}: {name:34s} {r['img_s']:7.1f} img/s ({r['seconds']:.1f} s, "
@@ -267,7 +274,8 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "train_throughput.csv", index=False)
+    stem = "train_throughput_gpu" if GPU_VARIANT in FAST_VARIANTS else "train_throughput"
+    df.to_csv(out / f"{stem}.csv", index=False)
     val_s = [r["val_seconds_per_epoch"] for r in runs if "val_seconds_per_epoch" in r]
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -310,7 +318,7 @@ def main() -> None:
         "wall_seconds": wall,
         "environment": environment(args.seed),
     }
-    (out / "train_throughput.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {out / 'train_throughput.csv'} and {out / 'train_throughput.json'}")
 
 

@@ -319,7 +319,7 @@ def main() -> None:
         "environment": environment(args.seed),
     }
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out / 'train_throughput.csv'} and {out / 'train_throughput.json'}")
+    print(f"wrote {out / (stem + '.csv')} and {out / (stem + '.json')}")
 
 
 if __name__ == "__main__":

@@ -75,26 +75,16 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     import torch
-    from PIL import Image, UnidentifiedImageError
 
-    from defect_nas.evaluators.augment import resize_uint8
+    from defect_nas.evaluators.preprocess import model_input, read_for_model
     from defect_nas.nas.export import load_model
 
     model, spec, labels = load_model(args.model)
     results = []
     for path in args.images:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if spec.in_channels == 1 else "RGB")
-                x = torch.from_numpy(__import__("numpy").asarray(im).copy())
-        except FileNotFoundError:
-            raise DefectNasError(f"{path}: no such image") from None
-        except (UnidentifiedImageError, OSError):
-            raise DefectNasError(f"{path}: not a readable image") from None
-        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-        x = resize_uint8(x, spec.input_size) if x.shape[-1] != spec.input_size or x.shape[-2] != spec.input_size else x
+        x = read_for_model(path, spec.in_channels, spec.input_size)
         with torch.no_grad():
-            prob = torch.softmax(model(x.float() / 255), 1)[0]
+            prob = torch.softmax(model(model_input(x)), 1)[0]
         k = int(prob.argmax())
         results.append({"path": path, "label": labels[k], "probability": float(prob[k])})
     if args.json:

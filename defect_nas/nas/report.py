@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -143,6 +144,14 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     ]
     parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in summary.get("notes", [])]
     parts.append("<h2>Winner</h2>")
+    explained = path.parent / "explain" / "deletion.json"
+    if explained.is_file():  # written by `defect-nas explain RUN`
+        d = json.loads(explained.read_text())
+        auc = d["deletion_auc"]
+        parts.append(f"<p>Explanations ({html.escape(d['method'])}): <a href='explain/explain.html'>maps of one "
+                     "correct image and every error per class</a>; deletion test over the test split, area under "
+                     f"the class-probability curve {auc['attribution']:.3f} removing the most-attributed pixels "
+                     f"first vs {auc['random']:.3f} in random order (lower: the map found the evidence).</p>")
     if winner.get("fidelity"):
         parts.append(f"<p>Trained: {html.escape(winner['fidelity'])}.</p>")
     if winner:

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defect_nas.cli import deploy, design, evaluate, explain, search
+    from defect_nas.cli import analyze, deploy, design, evaluate, explain, search
 
     parser = _Parser(prog="defect-nas", description="Design compact defect classifiers under a compute budget.")
     parser.add_argument("--version", action="version", version=f"defect-nas {__version__}")
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.register(sub)
     deploy.register(sub)
     explain.register(sub)
+    analyze.register(sub)
     return parser
 
 

@@ -170,6 +170,7 @@ def ensure_teacher(
     log(f"training the {config.arch} teacher ({config.init} init, {config.epochs} epochs at "
         f"{config.input_size}px); cached in {folder} for later runs")
     start = time.perf_counter()
+    torch.manual_seed(config.seed)  # reproducible initial weights (a scratch teacher's; `analyze` rebuilds them)
     model = build_teacher(config, k, c)
     provenance = getattr(model, "provenance", config.arch)
     data = train_data(dataset, split)

@@ -1,8 +1,7 @@
 """One image file -> the exported model's input: the one path ``predict`` and ``explain`` share.
 
-So that what a user runs on a file is exactly what the explanation shows: the same decoding
-(8-bit grayscale or RGB, as the model's first conv expects), the same antialiased resize to the
-model's input size, the same scaling to [0, 1] inside ``model_input``.
+So that a file gives the model what training gave it, and the explanation shows what the deployed
+model saw: the training data's decoder and size policy, the same scaling to [0, 1].
 """
 
 from __future__ import annotations
@@ -11,24 +10,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.augment import resize_uint8
+from defect_nas.core.errors import DataError, DefectNasError
+from defect_nas.evaluators.data.imageio import decode_image, fit, to_chw
 
 
 def read_for_model(path: str | Path, channels: int, size: int) -> torch.Tensor:
-    """uint8 [1, channels, size, size] of one image file; a missing or unreadable file is one line."""
+    """uint8 [1, channels, size, size] of one image file, decoded and sized by the training data's
+    own policy (``evaluators.data.imageio``: 16-bit keeps its high byte, grayscale saved as RGB
+    stays grayscale, another size is scaled to cover and center-cropped, never stretched); a
+    missing or unreadable file is one line."""
+    if not Path(path).is_file():
+        raise DefectNasError(f"{path}: no such image")
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB")).copy()
-    except FileNotFoundError:
-        raise DefectNasError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError):
+        arr = decode_image(Path(path))
+    except DataError:
         raise DefectNasError(f"{path}: not a readable image") from None
-    x = torch.from_numpy(arr)
-    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-    return resize_uint8(x, size) if x.shape[-1] != size or x.shape[-2] != size else x
+    arr = fit(arr, (size, size))
+    return torch.from_numpy(np.array(to_chw(arr, channels), copy=True))[None]  # writable, contiguous
 
 
 def model_input(x_uint8: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,73 @@
+"""``defect-nas predict`` sees a file as training saw it: the same pixels whatever the format
+(8-bit, 16-bit, RGB copy, JPEG), no stretching, and the same decision."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datagen import learnable_dataset
+from PIL import Image
+
+from defect_nas.cli.main import main
+from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
+from defect_nas.evaluators.data import make_split
+from defect_nas.evaluators.preprocess import read_for_model
+from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
+from defect_nas.nas.export import save_model
+from defect_nas.search_spaces.build import build
+
+SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ds = learnable_dataset(classes=3, per_class=40, size=32)
+    split = make_split(ds, seed=0)
+    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
+                   ds.class_names)
+    torch.manual_seed(0)
+    model = build(SPEC)
+    assert train(model, td, TrainConfig(epochs=12, batch_size=16, seed=0)).val_accuracy >= 80
+    folder = tmp_path_factory.mktemp("run") / "winner"
+    save_model(model.eval(), SPEC, ds.class_names, folder)
+    return ds, split, folder
+
+
+def formats(gray: np.ndarray, out) -> dict[str, str]:
+    """The same image as an industrial camera or a colleague might save it."""
+    files = {"png8": out / "a.png", "png16": out / "b.png", "rgb": out / "c.png", "jpeg": out / "d.jpg",
+             "wider": out / "e.png"}
+    Image.fromarray(gray).save(files["png8"])
+    Image.fromarray(gray.astype(np.uint16) * 257).save(files["png16"])  # full 16-bit range, as mono cameras write
+    Image.fromarray(np.stack([gray] * 3, 2)).save(files["rgb"])
+    Image.fromarray(gray).save(files["jpeg"], quality=95)
+    wide = np.pad(gray, ((0, 0), (8, 8)), mode="reflect")  # 32x48: the center is the image
+    Image.fromarray(wide).save(files["wider"])
+    return {k: str(v) for k, v in files.items()}
+
+
+def test_every_format_gives_the_training_pixels(trained, tmp_path):
+    ds, split, _ = trained
+    i = int(split.test[0])
+    files = formats(ds.images[i, 0].numpy(), tmp_path)
+    for name in ("png8", "png16", "rgb", "wider"):  # lossless: bit-exact with what training used
+        assert torch.equal(read_for_model(files[name], 1, 32), ds.images[i : i + 1]), name
+    jpeg = read_for_model(files["jpeg"], 1, 32).int()
+    assert (jpeg - ds.images[i : i + 1].int()).abs().float().mean() < 3  # lossy, but close
+
+
+def test_predict_gives_the_same_answer_for_every_format(trained, tmp_path, capsys):
+    ds, split, folder = trained
+    for i in split.test[:6].tolist():
+        out = tmp_path / str(i)
+        out.mkdir()
+        files = formats(ds.images[i, 0].numpy(), out)
+        capsys.readouterr()
+        assert main(["predict", str(folder), *files.values(), "--json"]) == 0
+        preds = json.loads(capsys.readouterr().out)
+        assert len({p["label"] for p in preds}) == 1  # one decision for the one image
+        lossless = [p["probability"] for p, k in zip(preds, files) if k != "jpeg"]
+        assert max(lossless) - min(lossless) < 1e-6

@@ -3,6 +3,7 @@ tells a map that found the evidence from one that did not."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,29 @@ def test_explain_writes_a_map_per_image_and_names_a_missing_one(blob_model, tmp_
     capsys.readouterr()
     assert main(["explain", str(tmp_path / "winner"), str(tmp_path / "nope.png")]) == 2
     assert "nope.png: no such image" in capsys.readouterr().err
+
+
+def test_explain_on_a_run_folder_writes_the_deletion_test_and_every_error(blob_model, tmp_path, capsys):
+    from PIL import Image
+
+    from defect_nas.evaluators.data import load_dataset
+
+    model, ds, _ = blob_model
+    data = tmp_path / "blobs"
+    for i in range(len(ds.labels)):
+        folder = data / ds.class_names[int(ds.labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ds.images[i, 0].numpy()).save(folder / f"{i}.png")
+    on_disk = load_dataset(str(data))
+    run = tmp_path / "run"
+    save_model(model, SPEC, ds.class_names, run / "winner")
+    (run / "config.json").write_text(json.dumps({"dataset": str(data)}))
+    (run / "split.json").write_text(json.dumps(make_split(on_disk, seed=0).to_json(on_disk)))
+    assert main(["explain", str(run), "--steps", "10"]) == 0
+    result = json.loads((run / "explain" / "deletion.json").read_text())
+    assert result["images"] == len(make_split(on_disk, seed=0).test)
+    assert result["deletion_auc"]["attribution"] < result["deletion_auc"]["random"]
+    errors = [s for s in result["shown"] if s["label"] != s["predicted"]]
+    assert len(result["shown"]) - len(errors) == 2  # one correct image per class, then every error
+    assert all((run / "explain" / s["map"]).is_file() for s in result["shown"])
+    assert "explain.html" in {p.name for p in (run / "explain").iterdir()}

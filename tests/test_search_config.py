@@ -20,3 +20,9 @@ def test_an_older_config_file_resumes_with_defaults_for_keys_it_lacks():
     assert SearchConfig().differences(stored) == {}
     with_teacher = SearchConfig(teacher_freeze=2, teacher="vgg16").differences(stored)
     assert with_teacher == {"teacher": "none", "teacher_freeze": 0, "kd": "none"}  # no teacher had meant no KD
+
+
+def test_where_a_run_ran_does_not_block_its_resume():
+    cfg = SearchConfig(trials=5)
+    stored = {**cfg.to_dict(), "storage": "sqlite:///x.db", "study": "neu-100m", "device": "cuda"}
+    assert cfg.differences(stored) == {}  # resuming on another device, or another storage path, is allowed

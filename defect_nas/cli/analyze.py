@@ -13,6 +13,7 @@ size. A teacher is loaded from its cache (trained first if missing, as ``defect-
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from defect_nas.cli.evaluate import add_data_args, add_teacher_args, load_data, runtime_from, teacher_config_from
@@ -42,10 +43,10 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     if args.images < args.k + 2:
         raise DefectNasError(f"--images {args.images}: need more than --k + 1 = {args.k + 1} images")
-    runtime_from(args)
+    runtime = runtime_from(args)
     dataset, split = load_data(args)
     if args.target == "teacher":
-        model, initial, size, info = _teacher(args, dataset, split)
+        model, initial, size, info = _teacher(args, dataset, split, runtime)
     else:
         from defect_nas.nas.export import load_model
 
@@ -72,7 +73,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     console.print(f"wrote {out}/analysis.csv, .json, .png")
 
 
-def _teacher(args: argparse.Namespace, dataset, split):
+def _teacher(args: argparse.Namespace, dataset, split, runtime):
     import torch
 
     from defect_nas.evaluators.teacher import build_teacher, ensure_teacher
@@ -80,9 +81,12 @@ def _teacher(args: argparse.Namespace, dataset, split):
     cfg = teacher_config_from(args)
     if cfg is None:
         raise DefectNasError("analyze teacher needs --teacher vgg16 (or another registered teacher), not none")
-    t = ensure_teacher(dataset, split, cfg, args.cache, log=lambda m: console.print(m, style="dim"))
-    torch.manual_seed(cfg.seed)  # the same initial weights the teacher started from (ensure_teacher seeds so)
-    initial = build_teacher(cfg, len(dataset.class_names), dataset.images.shape[1])
+    t = ensure_teacher(dataset, split, cfg, args.cache, log=lambda m: console.print(m, style="dim"), runtime=runtime)
+    meta = json.loads((t.cache_dir / "meta.json").read_text())
+    initial = None  # ImageNet conv weights are fixed; a random init is known only if it was seeded
+    if cfg.init != "scratch" or meta.get("initial_weights") == "seeded":
+        torch.manual_seed(cfg.seed)  # the same initial weights the teacher started from (ensure_teacher seeds so)
+        initial = build_teacher(cfg, len(dataset.class_names), dataset.images.shape[1])
     name = f"teacher-{cfg.arch}-{cfg.init}-{cfg.epochs}ep-{cfg.input_size}px"
     info = {"name": name, "model": "teacher", "provenance": t.provenance, "teacher_config": cfg.to_dict(),
             "test_accuracy": t.test_accuracy, "val_accuracy": t.val_accuracy, "cache": str(t.cache_dir)}

@@ -74,15 +74,20 @@ def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
 def _explain_test_split(run: Path, args: argparse.Namespace) -> None:
     import torch
 
-    from defect_nas.evaluators.data.registry import DATASETS, find_registered
+    from defect_nas.evaluators.augment import resize_uint8
+    from defect_nas.evaluators.data import Split, load_dataset
     from defect_nas.evaluators.explain import area_under, attribute, deletion_curves, overlay
+    from defect_nas.evaluators.preprocess import model_input
+    from defect_nas.nas.export import load_model
 
-    split = json.loads((run / "split.json").read_text())
-    name = json.loads((run / "config.json").read_text())["dataset"]
-    root = find_registered(name.lower()) if name.lower() in DATASETS else Path(name)
-    files = split["test"]
-    model, labels, x8, x = _load(run / "winner", [str(root / f) for f in files])
-    truth = torch.tensor([labels.index(Path(f).parent.name) for f in files])
+    dataset = load_dataset(json.loads((run / "config.json").read_text())["dataset"])
+    split = Split.from_json(json.loads((run / "split.json").read_text()), dataset)  # the recorded test part
+    model, spec, labels = load_model(run / "winner")
+    test = split.test.tolist()
+    files = [dataset.paths[i] for i in test]
+    x8 = resize_uint8(dataset.images[test], spec.input_size)  # the test pixels as training scored them
+    x = model_input(x8)
+    truth = torch.tensor([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in test])
     maps, probs = attribute(model, x, args.method)
     pred = probs.argmax(1)
     curves = deletion_curves(model, x, pred, maps, steps=args.steps)
@@ -94,7 +99,8 @@ def _explain_test_split(run: Path, args: argparse.Namespace) -> None:
         right = [i for i in idx if pred[i] == c][:1]
         wrong = [i for i in idx if pred[i] != c]
         for i in right + wrong:
-            png = out / "maps" / f"{Path(files[i]).stem}-{args.method}.png"
+            safe = files[i].replace("/", "_").replace("#", "_").replace(",", "-")  # unique per file
+            png = out / "maps" / f"{Path(safe).stem}-{args.method}.png"
             overlay(x8[i], maps[i]).save(png)
             shown.append({"file": files[i], "label": label, "predicted": labels[int(pred[i])],
                           "probability": float(probs[i, pred[i]]), "map": str(png.relative_to(out))})

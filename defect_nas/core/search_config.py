@@ -21,6 +21,7 @@ def kd_for(teacher: str, kd: str) -> str:
 
 RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
+RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class SearchConfig:
         """The stored value of each key that differs from a stored config (config.json or a study's
         attribute) and must match to resume it; an older file's missing keys count as their
         defaults, and the stopping rule (trials, time budget) may change between sessions."""
-        old = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in ("storage", "study")}).to_dict()
+        old = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in RUN_KEYS}).to_dict()
         return {k: old[k] for k, v in self.to_dict().items() if k not in RESUMABLE and old[k] != v}
 
     def describe_differences(self, stored: dict[str, Any]) -> str:

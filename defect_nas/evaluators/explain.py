@@ -75,7 +75,7 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str = "gradcam",
 
 @torch.no_grad()
 def deletion_curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, maps: torch.Tensor,
-                    steps: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+                    steps: int = 20, seed: int = 0, batch: int = 64) -> dict[str, np.ndarray]:
     """Probability of ``target`` as the top-attributed (or random) pixels are replaced by the
     image's mean, at ``steps`` + 1 equally spaced fractions 0..1. Returns ``fractions`` [S] and
     ``attribution`` / ``random`` [N, S]."""
@@ -95,7 +95,8 @@ def deletion_curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, map
             if k:
                 idx = order[:, :k].unsqueeze(1).expand(n, c, k)
                 xs.scatter_(2, idx, fill.gather(2, idx))
-            p = torch.softmax(model(xs.view(n, c, h, w)), 1)
+            xs = xs.view(n, c, h, w)
+            p = torch.cat([torch.softmax(model(xs[i : i + batch]), 1) for i in range(0, n, batch)])
             curve[:, j] = p.gather(1, target.view(-1, 1))[:, 0].numpy()
         out[name] = curve
     out["fractions"] = fractions

@@ -56,11 +56,12 @@ def measure_gpu(model: nn.Module, shape: tuple[int, int, int], device: str, prec
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
             return m(x)
 
-    for _ in range(warmup):
-        run(one)
-        run(many)
-    torch.cuda.synchronize(dev)
-    latency = _median_ms(lambda: run(one), repeats)
-    per_batch = _median_ms(lambda: run(many), max(3, repeats // 3))
+    with torch.cuda.device(dev):  # events and synchronisation on the measured GPU, not the current one
+        for _ in range(warmup):
+            run(one)
+            run(many)
+        torch.cuda.synchronize(dev)
+        latency = _median_ms(lambda: run(one), repeats)
+        per_batch = _median_ms(lambda: run(many), max(3, repeats // 3))
     return GpuTiming(str(dev), torch.cuda.get_device_name(dev), precision, latency, batch * 1000.0 / per_batch,
                      batch, repeats)

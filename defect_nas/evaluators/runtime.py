@@ -115,6 +115,9 @@ class Runtime:
             torch.set_num_threads(self.threads)
         if self.is_cuda:
             torch.cuda.set_device(self.torch_device)
+            # "fp32" must mean fp32 (validation and test are scored so); bf16 autocast is the fast path
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         return self
 
     @property

@@ -183,7 +183,10 @@ def ensure_teacher(
     logits = teacher_logits(model, dataset.images[split.train], config.input_size)  # on the training device
     model.cpu()
     seconds = time.perf_counter() - start
-    meta = {"provenance": provenance, "val_accuracy": result.val_accuracy, "test_accuracy": test.accuracy,
+    if runtime is not None:
+        runtime.release()  # the search's parent process keeps no GPU memory for the workers to miss
+    meta = {"provenance": provenance, "initial_weights": "seeded", "val_accuracy": result.val_accuracy,
+            "test_accuracy": test.accuracy,
             "test_metrics": test.to_dict(), "seconds": seconds, "config": config.to_dict(),
             "dataset_fingerprint": dataset.fingerprint, "torch": torch.__version__}
     _write_cache(folder, model, logits, meta)

@@ -198,3 +198,23 @@ def test_two_workers_share_one_postgres_study(parts, tmp_path):
     assert "worker done" in worker.stdout
     # both processes contributed: trials were run by two workers
     assert len({t.user_attrs.get("worker") for t in study.trials if t.user_attrs.get("worker")}) >= 2
+
+
+def test_a_search_whose_best_misses_the_default_floor_still_exports_a_winner_with_a_warning(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "noise"  # random pixels, random labels: nothing can reach the default 95% floor
+    for i in range(60):
+        folder = root / f"class{rng.integers(0, 3)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(folder / f"{i}.png")
+    tiny = [a for a in TINY if a not in ("--min-accuracy", "0", "prototypes")]
+    tiny[tiny.index("--baselines") + 1:tiny.index("--baselines") + 1] = ["none"]
+    p = cli("search", "--dataset", str(root), *tiny, "--trials", "3", "--results", str(tmp_path / "r"))
+    assert p.returncode == 0 and "WARNING: the winner misses the accuracy floor" in p.stdout.replace("\n", " ")
+    run = tmp_path / "r" / "noise-2m"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["winner"] is not None and "--min-accuracy 95" in summary["winner"]["warning"]
+    assert "misses the accuracy floor" in (run / "winner" / "MODEL_CARD.md").read_text()
+    assert "misses the accuracy floor" in (run / "report.html").read_text()

@@ -303,7 +303,11 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
         if val is None and t.intermediate_values:
             val = t.intermediate_values[max(t.intermediate_values)]
         cons = t.system_attrs.get("constraints") if hasattr(t, "system_attrs") else None
-        constraint = max(t.constraints.values()) if getattr(t, "constraints", None) else (max(cons) if cons else None)
+        named = dict(getattr(t, "constraints", None) or {})
+        constraint = max(named.values()) if named else (max(cons) if cons else None)
+        # within the budget and caps; only the accuracy floor may be missed (a candidate, with a warning)
+        within_caps = all(v <= 0 for k, v in named.items() if k != "accuracy_floor") if named else (
+            constraint is None or constraint <= 0)
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start
@@ -318,7 +322,7 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_ms": a.get("latency_ms"),
             "netscore": a.get("netscore") if a.get("netscore") is not None else (
                 measured_netscore(val, a["params"], a["macs"]) if val is not None and a.get("macs") else None),
-            "constraint": constraint, "feasible": constraint is None or constraint <= 0,
+            "constraint": constraint, "feasible": constraint is None or constraint <= 0, "within_caps": within_caps,
             "infeasible_reason": a.get("infeasible"), "retry_of": a.get("retry_of"),
             "datetime_start": t.datetime_start, "duration_s": duration,
         })
@@ -329,8 +333,8 @@ def best_trials(rows: list[TrialRow], k: int, min_accuracy: float, by: str = "ac
     """The k best finished, feasible, trained trials, one per architecture, ranked ``by`` validation
     "accuracy" (ties to NetScore) or validation "netscore". Trials below ``min_accuracy`` count only
     when none reaches it (the caller says so), so a finished search always has candidates."""
-    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
-            and r["spec_digest"]]
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("within_caps", r["feasible"])
+            and r["val_accuracy"] is not None and r["spec_digest"]]
     ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done
     if by == "accuracy":
         ranked = sorted(ok, key=lambda r: (-r["val_accuracy"], -(r["netscore"] or 0), r["number"]))

@@ -83,6 +83,7 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "",
         "## Metrics (test set, never used for selection)",
         "",
+        f"**Warning:** {summary['warning']}." if summary.get("warning") else "",
         f"- accuracy: **{acc:.2f}% +- {std:.2f}** over {summary.get('seeds')} training seeds"
         if acc is not None
         else "",

@@ -31,6 +31,7 @@ class TrialRow(TypedDict):
     netscore: float | None  # from validation accuracy: the sampler's objective
     constraint: float | None  # > 0: infeasible by that much
     feasible: bool
+    within_caps: bool  # feasible but for the accuracy floor: may still win when nothing reaches the floor
     infeasible_reason: str | None
     retry_of: int | None
     datetime_start: datetime | None
@@ -123,6 +124,7 @@ class WinnerRecord(TypedDict):
     class_names: list[str]
     per_class_accuracy: dict[str, float]
     retrained: bool
+    warning: str | None  # e.g. below the accuracy floor: exported anyway, said in the terminal, report and card
     final: FinalRecord
     netscore_definition: str
 

@@ -168,7 +168,9 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
     summary["notes"] += outcome.notes
     t = time.time()
-    summary.update(export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads))
+    exported = export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads)
+    summary["notes"] += exported.pop("notes", [])
+    summary.update(exported)
     timeline["export_s"] = round(time.time() - t, 1)
     timeline["wall_s"] = round(time.time() - plan.started, 1)
     summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
@@ -264,6 +266,11 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
                 f"{cfg.patience})" if finalize else "search trial at proxy fidelity")
     test_m = final["test_accuracy_mean"]
+    warning = None
+    if final["val_accuracy_mean"] < cfg.min_accuracy:  # exported anyway: the best there is, said plainly
+        warning = (f"the winner misses the accuracy floor: {final['val_accuracy_mean']:.2f}% validation < "
+                   f"--min-accuracy {cfg.min_accuracy:g} (no candidate reached it); check the data and labels, "
+                   "give the search more time, or lower the floor")
     winner: WinnerRecord = {
         "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
         "trial": number,
@@ -289,6 +296,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
         "class_names": list(ctx.dataset.class_names),
         "per_class_accuracy": dict(zip(ctx.dataset.class_names, metrics.get("per_class_accuracy") or [])),
         "retrained": finalize,
+        "warning": warning,
         "final": final,
         "netscore_definition": NETSCORE.describe(),
     }
@@ -313,7 +321,10 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     write_json(win_dir / "metrics.json", winner)
     promotion = [{**{k: v for k, v in p.items() if k not in ("spec", "history")}, "chosen": p["trial"] == number}
                  for p in promoted]
-    return {"winner": winner, "promotion": promotion, "comparison": comparison}
+    out: RunSummary = {"winner": winner, "promotion": promotion, "comparison": comparison}
+    if warning:
+        out["notes"] = [f"WARNING: {warning}"]
+    return out
 
 def summary_json(summary: RunSummary) -> dict[str, Any]:
     """The --json summary: run_dir, winner (accuracy, MACs, params, NetScore), trial counts."""

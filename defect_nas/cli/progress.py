@@ -48,7 +48,8 @@ def print_summary(summary: dict) -> None:
         console.print("no winner (no trial finished)")
         return
     console.print(
-        f"[bold]winner[/]: {w['name']}: test accuracy [bold]{w['test_accuracy_mean']:.2f}% +-"
+        f"[bold]winner[/]: {w['name']}: test {w.get('metric', 'accuracy').replace('_', ' ')} "
+        f"[bold]{w['test_accuracy_mean']:.2f}% +-"
         f" {w['test_accuracy_std']:.2f}[/] ({w['seeds']} seeds), {w['macs']:,} MACs, {w['params']:,} params,"
         f" NetScore {w['netscore']:.2f} dB, {w['latency_ms']:.2f} ms eager / {w['latency_onnx_ms']:.2f} ms ONNX"
     )

@@ -86,12 +86,13 @@ class TrainData:
     class_names: tuple[str, ...]
     teacher_logits: torch.Tensor | None = None
     negative_classes: tuple[int, ...] = ()
+    metric: str = "accuracy"  # what validation selects on: "accuracy", or "balanced_accuracy" on imbalanced data
 
 
 @dataclass
 class TrainResult:
     best_epoch: int
-    val_accuracy: float
+    val_accuracy: float  # of the best epoch, in ``TrainData.metric`` (plain or balanced accuracy)
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     images_per_second: float = 0.0
@@ -260,13 +261,14 @@ def train(
                   "lr": lr_at(step - 1)}
         history.append(record)
         # best = highest validation accuracy, ties to the lower validation loss (a later, annealed epoch)
-        if (val.accuracy, -val_loss) > (best_key[0], best_key[1] + 1e-3):
-            best_key, best_epoch, since_best = (val.accuracy, -val_loss), epoch, 0
+        score = getattr(val, data.metric)  # the selection metric (balanced accuracy on imbalanced data)
+        if (score, -val_loss) > (best_key[0], best_key[1] + 1e-3):
+            best_key, best_epoch, since_best = (score, -val_loss), epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         elif epoch > planned / 2:  # a plateau counts only once the learning rate fell below half its peak:
             since_best += 1  # before that a flat validation curve is the high rate's noise, not convergence
         if on_epoch is not None:
-            on_epoch(epoch, val.accuracy, record)  # may raise to prune
+            on_epoch(epoch, score, record)  # may raise to prune
         if config.patience is not None and since_best >= config.patience and stop_reason != "plateau":
             # a plateau ends the schedule with a short anneal, not on the spot: stopping at a still-high
             # learning rate lost 2 points on NEU (results/benchmarks/precision.* and README)

@@ -84,7 +84,8 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "## Metrics (test set, never used for selection)",
         "",
         f"**Warning:** {summary['warning']}." if summary.get("warning") else "",
-        f"- accuracy: **{acc:.2f}% +- {std:.2f}** over {summary.get('seeds')} training seeds"
+        f"- {summary.get('metric', 'accuracy').replace('_', ' ')}: **{acc:.2f}% +- {std:.2f}** over "
+        f"{summary.get('seeds')} training seeds"
         if acc is not None
         else "",
         f"- trained: {summary['fidelity']}" if summary.get("fidelity") else "",

@@ -42,8 +42,9 @@ class SeedRun(TypedDict, total=False):
     """One trained run of a module (``evaluators.run.train_module``): a rung-2 candidate, a final
     seed or a baseline. Test fields come from ``evaluators.scoring.score_test``."""
 
-    val_accuracy: float
-    test_accuracy: float  # the image verdict on patch datasets (DAGM), else per image
+    val_accuracy: float  # in ``metric``
+    test_accuracy: float  # in ``metric``; the image verdict on patch datasets (DAGM), else per image
+    metric: str  # accuracy | balanced_accuracy (imbalanced data: ``scoring.selection_metric``)
     test_metrics: dict[str, Any]
     test_image_metrics: dict[str, Any]  # patch datasets only
     test_patch_accuracy: float  # patch datasets only
@@ -102,6 +103,7 @@ class WinnerRecord(TypedDict):
 
     name: str
     trial: int
+    metric: str  # what "accuracy" means in this record: accuracy | balanced_accuracy
     test_accuracy: float  # mean over seeds (the proxy trial's own when not retrained)
     test_accuracy_mean: float
     test_accuracy_std: float

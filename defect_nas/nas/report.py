@@ -129,6 +129,7 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     """Write report.html from the search summary and every trial row."""
     winner = summary.get("winner") or {}
+    acc_name = "balanced acc" if winner.get("metric") == "balanced_accuracy" else "acc"
     wrow = next((r for r in rows if r["number"] == winner.get("trial")), None)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>",
@@ -144,6 +145,9 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     ]
     parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in summary.get("notes", [])]
     parts.append("<h2>Winner</h2>")
+    if winner.get("metric") == "balanced_accuracy":
+        parts.append("<p>The classes are imbalanced: every accuracy on this page is <b>balanced accuracy</b> "
+                     "(the mean of the per-class recalls), which candidates were also chosen on.</p>")
     explained = path.parent / "explain" / "deletion.json"
     if explained.is_file():  # written by `defect-nas explain RUN`
         d = json.loads(explained.read_text())
@@ -160,7 +164,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                 [winner],
                 [
                     ("name", "winner"),
-                    ("test_accuracy_mean", "test acc % (mean)"),
+                    ("test_accuracy_mean", f"test {acc_name} % (mean)"),
                     ("test_accuracy_std", "+- std"),
                     ("val_accuracy_mean", "val acc %"),
                     ("macs", "MACs"),

@@ -274,6 +274,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     winner: WinnerRecord = {
         "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
         "trial": number,
+        "metric": best_s.get("metric", "accuracy"),
         "test_accuracy": test_m,
         "test_accuracy_mean": test_m,
         "test_accuracy_std": final["test_accuracy_std"],

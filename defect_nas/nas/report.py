@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from defect_nas.core.pareto import pareto_front  # noqa: E402
 
+PARAMS_LABEL = "parameters (MACs are pinned inside the budget band)"
+LATENCY_LABEL = "latency, batch 1 (ms; timed during the search beside training trials: noisy)"
+
 
 def _svg(fig) -> str:
     buf = io.StringIO()
@@ -75,7 +78,8 @@ def _confusion(matrix: list[list[int]], names: list[str]) -> str:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     for i, row in enumerate(matrix):
         for j, v in enumerate(row):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            dark = v > 0.5 * max(max(r) for r in matrix)  # white on the dark cells, black on the light ones
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     return _svg(fig)
@@ -110,6 +114,11 @@ def _curves(path: Path) -> str | None:
     return _svg(fig)
 
 
+def _counts(counts: dict[str, int]) -> str:
+    """'43 complete, 136 pruned' rather than a Python dict."""
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items()) or "none"
+
+
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
     body = []
@@ -139,7 +148,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         "</style></head><body>",
         f"<h1>defect-nas search: {html.escape(summary.get('run', ''))}</h1>",
         f"<p>{html.escape(summary.get('description', ''))}</p>",
-        f"<p>Trials by state: {html.escape(str(summary.get('trial_counts', {})))}. "
+        f"<p>Trials: {html.escape(_counts(summary.get('trial_counts', {})))}. "
         f"{html.escape(summary.get('netscore_definition', ''))}. Selection uses validation accuracy only; "
         "test accuracy is reported, never used to choose.</p>",
     ]
@@ -183,6 +192,17 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                                                    ("planned_epochs", "planned"), ("best_epoch", "best epoch"),
                                                    ("stop_reason", "stopped by"), ("train_seconds", "seconds"),
                                                    ("train_images_per_second", "img/s")])]
+    timeline = summary.get("timeline") or {}
+    phases = [("setup_s", "data and teacher"), ("explore_s", "exploration"), ("promote_s", "rung 2"),
+              ("final_s", "final seeds"), ("baselines_s", "baselines"), ("export_s", "export and report")]
+    if timeline.get("wall_s"):
+        row = {label: f"{timeline[k] / 60:.1f} min" for k, label in phases if timeline.get(k) is not None}
+        budget = timeline.get("budget_s")
+        row["whole run"] = f"{timeline['wall_s'] / 60:.1f} min" + (f" of {budget / 60:g}" if budget else "")
+        plan = ", ".join(f"{k.replace('_end', '')} by {v / 60:.1f} min" for k, v in (timeline.get("plan") or {}).items()
+                         if v is not None)
+        parts += ["<h3>Where the time went</h3>", _table([row], [(k, k) for k in row]),
+                  f"<p>Planned: {html.escape(plan)}.</p>" if plan else ""]
     curves = _curves(path.parent / "learning_curves.csv")
     if curves:
         parts += ["<h3>Learning curves</h3>", curves]
@@ -194,8 +214,8 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                                                  ("fidelity", "trained at")])]
     parts += [
         "<h2>Pareto fronts</h2><div class='plots'>",
-        f"<div>{_scatter(rows, 'macs', 'MACs', wrow)}</div>",
-        f"<div>{_scatter(rows, 'latency_ms', 'latency, batch 1 (ms)', wrow)}</div></div>",
+        f"<div>{_scatter(rows, 'params', PARAMS_LABEL, wrow, log=True)}</div>",
+        f"<div>{_scatter(rows, 'latency_ms', LATENCY_LABEL, wrow)}</div></div>",
         "<h2>NetScore over the search</h2>", _progress(rows),
     ]
     if winner.get("confusion"):
@@ -212,11 +232,6 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                                                 ("test_accuracy", "test %"), ("epochs_run", "epochs"),
                                                 ("train_images_per_second", "img/s"), ("macs", "MACs"),
                                                 ("params", "params"), ("val_netscore", "NetScore (val)")])]
-    if summary.get("timeline"):
-        tl = summary["timeline"]
-        parts += ["<h2>Where the time went (seconds)</h2>",
-                  _table([{k: v for k, v in tl.items() if k != "plan"}], [(k, k) for k in tl if k != "plan"]),
-                  f"<p>Planned phase ends (s from the start): {html.escape(str(tl.get('plan')))}</p>"]
     parts += ["<h2>All trials</h2>",
               _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
                             ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),

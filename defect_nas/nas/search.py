@@ -190,14 +190,18 @@ def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) 
     return rows
 
 
+def _px(size: int | None) -> str:
+    return f"{size}px" if size else "full resolution"
+
+
 def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSummary:
     return {
         "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
         "netscore_definition": NETSCORE.describe(),
         "description": f"{cfg.strategy} over {', '.join(cfg.spaces)}; budget {cfg.budget_flops / 1e6:g}M MACs "
                        f"+-{cfg.tolerance * 100:g}%; rung 1: trials at {cfg.epochs} epochs / "
-                       f"{cfg.proxy_input_size or 'full'}px; rung 2: top-{cfg.top_k} by proxy accuracy at "
-                       f"{cfg.final_input_size or 'full'}px, up to {cfg.promote_epochs} epochs; final: the winner x "
+                       f"{_px(cfg.proxy_input_size)}; rung 2: top-{cfg.top_k} by proxy accuracy at "
+                       f"{_px(cfg.final_input_size)}, up to {cfg.promote_epochs} epochs; final: the winner x "
                        f"{cfg.final_seeds} seeds up to {cfg.final_epochs} epochs (plateau patience {cfg.patience}); "
                        f"teacher {cfg.teacher}",
         "winner": None, "promotion": [], "notes": [],

@@ -130,3 +130,17 @@ def test_an_unknown_choice_is_one_line_naming_the_registered_ones(field, value, 
     msg = str(err.value)
     assert "\n" not in msg and repr(value if isinstance(value, str) else value[0]) in msg and flag in msg
 
+
+
+def test_an_architecture_already_trained_is_reused_not_retrained(tmp_path, stub_trainer):
+    cfg = SearchConfig(dataset="stripes", budget_flops=BUDGET, trials=3, epochs=6, min_epochs=1, min_accuracy=0.0)
+    dataset = learnable_dataset(classes=3, per_class=12, size=32)
+    ctx = engine.SearchContext(cfg, dataset, make_split(dataset, seed=0), None, tmp_path)
+    study = engine.create_or_load_study(cfg, open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "dup")
+    for _ in range(3):  # the same prototype three times: one fitted architecture
+        study.enqueue_trial({}, user_attrs={"prototype": "residual/resnet-proto"})
+    engine.run_worker(ctx, study, 3, deadline=None)
+    assert len(stub_trainer) == 1  # trained once
+    rows = engine.trial_rows(study)
+    assert [r["reused_from"] for r in rows] == [None, 0, 0]
+    assert len({r["val_accuracy"] for r in rows}) == 1 and len({t.value for t in study.trials}) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -152,6 +153,33 @@ class Objective:
     def _penalty(self) -> float | tuple[float, float, float]:
         return (0.0, 1e18, 1e18) if self.multi else PENALTY
 
+    @staticmethod
+    def _trained_before(trial: optuna.Trial, digest: str) -> optuna.trial.FrozenTrial | None:
+        """A completed trial of this study with the same fitted architecture (7-12% of proposals
+        land on one already trained after ``budget.fit``); the seed and fidelity are the study's."""
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("digest") == digest and t.user_attrs.get("val_accuracy") is not None:
+                return t
+        return None
+
+    def _reuse(self, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
+        """Record ``same``'s result as this trial's without training again (``reused_from`` says so)."""
+        cfg = self.ctx.config
+        keys = ("latency_ms", "fidelity", "val_accuracy", "test_accuracy", "epochs_run", "train_seconds", "netscore")
+        for key in keys:
+            if key in same.user_attrs:
+                trial.set_user_attr(key, same.user_attrs[key])
+        trial.set_user_attr("reused_from", same.number)
+        lat, val = same.user_attrs.get("latency_ms"), same.user_attrs["val_accuracy"]
+        if cfg.max_latency_ms is not None and lat is not None:
+            trial.set_constraint("latency", (lat - cfg.max_latency_ms) / cfg.max_latency_ms)
+        if cfg.min_accuracy > 0:
+            trial.set_constraint("accuracy_floor", cfg.min_accuracy - val)
+        weights = self.ctx.run_dir / "trials"
+        if (weights / f"{same.number}.safetensors").is_file():
+            shutil.copyfile(weights / f"{same.number}.safetensors", weights / f"{trial.number}.safetensors")
+        return tuple(same.values) if self.multi else same.value
+
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float, float]:
         cfg, ctx = self.ctx.config, self.ctx
         task = ctx.task
@@ -176,6 +204,9 @@ class Objective:
         trial.set_user_attr("macs", c.macs)
         trial.set_user_attr("params", c.params)
         trial.set_constraint("budget", ctx.budget.violation(c.macs, c.params))
+        same = self._trained_before(trial, spec.digest())
+        if same is not None:  # the fitted spec was already trained at this fidelity and seed: same result
+            return self._reuse(trial, same)
         lat = measure_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), backend="eager",
                               batch_size_throughput=None, warmup=2, repeats=7).latency_ms
         trial.set_user_attr("latency_ms", lat)
@@ -324,6 +355,7 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
                 measured_netscore(val, a["params"], a["macs"]) if val is not None and a.get("macs") else None),
             "constraint": constraint, "feasible": constraint is None or constraint <= 0, "within_caps": within_caps,
             "infeasible_reason": a.get("infeasible"), "retry_of": a.get("retry_of"),
+            "reused_from": a.get("reused_from"),
             "datetime_start": t.datetime_start, "duration_s": duration,
         })
     return rows

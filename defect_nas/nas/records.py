@@ -34,6 +34,7 @@ class TrialRow(TypedDict):
     within_caps: bool  # feasible but for the accuracy floor: may still win when nothing reaches the floor
     infeasible_reason: str | None
     retry_of: int | None
+    reused_from: int | None  # the trial whose training this one reused (same fitted architecture)
     datetime_start: datetime | None
     duration_s: float | None
 

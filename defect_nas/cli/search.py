@@ -195,7 +195,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
     check_budget_feasible(config)
     run_dir = Path(args.results) / (args.run or config.default_run_name)
-    if (run_dir / "config.json").is_file() and args.storage is None:
+    if (run_dir / "config.json").is_file():  # whatever the storage: another study must not overwrite this run
         stored = json.loads((run_dir / "config.json").read_text())
         if config.differences(stored):
             raise DefectNasError(f"{run_dir} holds a search with other settings: "

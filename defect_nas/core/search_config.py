@@ -19,6 +19,7 @@ def kd_for(teacher: str, kd: str) -> str:
     """The distillation loss actually used: none without a teacher (search, train and resume alike)."""
     return "none" if teacher == NO_TEACHER else kd
 
+MIN_INPUT, MAX_INPUT = 32, 512  # input sizes the trainer accepts (TrainConfig) and the spaces can downsample
 RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
@@ -90,6 +91,12 @@ class SearchConfig:
             problems.append("--space: name at least one search space")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             problems.append("--max-latency-ms must be positive")
+        for flag, size in (("--proxy-input-size", self.proxy_input_size), ("--final-input-size", self.final_input_size),
+                           ("--teacher-input-size", self.teacher_input_size)):
+            if size is not None and not MIN_INPUT <= size <= MAX_INPUT:  # checked before any work, not mid-search
+                problems.append(f"{flag} {size}: choose {MIN_INPUT}..{MAX_INPUT} pixels")
+        if not str(self.dataset).strip():
+            problems.append("--dataset is empty: name a registered dataset (neu, dagm) or a folder")
         if problems:
             raise DefectNasError(problems[0])
 

@@ -84,14 +84,14 @@ def run_search(
     url = storage_url or sqlite_url(run_dir)
     with RunLock(run_dir):
         runtime = Runtime(device=device, threads=threads)
+        storage = open_storage(url)  # an unreachable or conflicting study fails before anything is written
+        study = create_or_load_study(config, storage, study_name)
         ctx = load_context(config, run_dir, log=log, runtime=runtime)
         write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name,
                                              "device": runtime.device})
         write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads,
                                                   "device": runtime.device})
         write_json(run_dir / "split.json", ctx.split.to_json(ctx.dataset))
-        storage = open_storage(url)
-        study = create_or_load_study(config, storage, study_name)
         if storage_url is None:
             n = fail_orphaned_trials(study)
             if n:

@@ -80,7 +80,7 @@ def one(arch: str, source: str, input_size: int, epochs: int, kd: str, seed: int
             "teacher_test_accuracy": teacher.test_accuracy if teacher else None, "val_by_epoch": json.dumps(by_epoch)}
 
 
-def write_table(out: Path, t_epochs: int, t_size: int) -> pd.DataFrame:
+def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(read_csv_rows(out / "kd_converged_runs.csv"))
     if df.empty:
         return df
@@ -105,6 +105,7 @@ def write_table(out: Path, t_epochs: int, t_size: int) -> pd.DataFrame:
                      "split": "seed-0 split 1200/240/360 (the reference runs' split)",
                      "target": "test accuracy of the best-validation epoch; epochs_to_99: first epoch with "
                                "validation accuracy >= 99%", "threads": 1},
+        "notes": notes,
         "environment": environment(None),
     }, indent=2, default=str))
     return table
@@ -121,6 +122,7 @@ def main() -> None:
     ap.add_argument("--teacher-input-size", type=int, default=128)
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     ap.add_argument("--only", choices=["table"])
+    ap.add_argument("--note", action="append", default=[], help="a remark on how the runs went, kept in the JSON")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
     out = Path(args.out)
@@ -152,7 +154,7 @@ def main() -> None:
                 append_csv_row(runs_csv, row, FIELDS)
                 print({k: row[k] for k in FIELDS if k != "val_by_epoch"},
                       f"[{time.perf_counter() - start:.0f} s]", flush=True)
-    table = write_table(out, args.teacher_epochs, args.teacher_input_size)
+    table = write_table(out, args.teacher_epochs, args.teacher_input_size, args.note)
     if not table.empty:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 

@@ -71,3 +71,23 @@ def test_predict_gives_the_same_answer_for_every_format(trained, tmp_path, capsy
         assert len({p["label"] for p in preds}) == 1  # one decision for the one image
         lossless = [p["probability"] for p, k in zip(preds, files) if k != "jpeg"]
         assert max(lossless) - min(lossless) < 1e-6
+
+
+def test_the_model_cards_snippet_reproduces_predict(trained, tmp_path, capsys, monkeypatch):
+    import re
+
+    from defect_nas.core.spec import ArchSpec as _Spec
+    from defect_nas.nas.export import model_card
+
+    ds, split, folder = trained
+    image = tmp_path / "x.png"
+    Image.fromarray(ds.images[int(split.test[0]), 0].numpy()).save(image)
+    card = model_card("w", _Spec.from_json((folder / "arch.json").read_text()), {"macs": 1, "params": 1}, {})
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    monkeypatch.chdir(folder.parent)  # the card speaks of 'winner' beside the user
+    capsys.readouterr()
+    exec(snippet.replace("IMAGE.png", str(image)), {})
+    label, probability = capsys.readouterr().out.split()
+    assert main(["predict", str(folder), str(image), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)[0]
+    assert label == pred["label"] and abs(float(probability) - pred["probability"]) < 1e-6

@@ -109,11 +109,17 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "## How to use it",
         "",
         f"Input: float32 `[N, {spec.in_channels}, {spec.input_size}, {spec.input_size}]`, pixel values / 255 "
-        "(grayscale as one channel). Output: one logit per class in `labels.json` order.",
+        "(grayscale as one channel; 16-bit images reduced to their high byte; other sizes scaled to cover and "
+        "center-cropped, as in training). Output: one logit per class in `labels.json` order, computed in fp32 "
+        "(the recorded metrics were scored in fp32 too).",
         "",
         "```python",
+        "from defect_nas.evaluators.preprocess import model_input, read_for_model",
         "from defect_nas.nas.export import load_model        # defect-nas installed; no pickle involved",
         "model, spec, labels = load_model('winner')",
+        "x = read_for_model('IMAGE.png', spec.in_channels, spec.input_size)  # decoded and sized as in training",
+        "probs = model(model_input(x)).softmax(1)[0].detach()  # what `defect-nas predict` reports",
+        "print(labels[int(probs.argmax())], float(probs.max()))",
         "```",
         "",
         "```python",

@@ -320,8 +320,9 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     ]
     data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint, "class_names": ctx.dataset.class_names,
             "split_seed": cfg.split_seed, "sizes": ctx.split.sizes()}
-    card = {**winner, "strategy": cfg.strategy, "spaces": ", ".join(cfg.spaces),
-            "budget": f"{cfg.budget_flops / 1e6:g}M MACs +-{cfg.tolerance * 100:g}%"}
+    exported = cost(deploy_spec)  # the card states what was exported (e.g. 32 px after an interrupted search)
+    card = {**winner, "macs": exported.macs, "params": exported.params, "strategy": cfg.strategy,
+            "spaces": ", ".join(cfg.spaces), "budget": f"{cfg.budget_flops / 1e6:g}M MACs +-{cfg.tolerance * 100:g}%"}
     (win_dir / "MODEL_CARD.md").write_text(model_card(f"defect-nas winner of {run_dir.name}", deploy_spec, card, data))
     write_json(win_dir / "metrics.json", winner)
     promotion = [{**{k: v for k, v in p.items() if k not in ("spec", "history")}, "chosen": p["trial"] == number}

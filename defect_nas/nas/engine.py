@@ -162,19 +162,26 @@ class Objective:
                 return t
         return None
 
+    def _latency_constraint(self, trial: optuna.Trial, lat: float) -> None:
+        cap = self.ctx.config.max_latency_ms
+        if cap is not None:
+            trial.set_constraint("latency", (lat - cap) / cap)
+
+    def _floor_constraint(self, trial: optuna.Trial, val: float) -> None:
+        floor = self.ctx.config.min_accuracy
+        if floor > 0:
+            trial.set_constraint("accuracy_floor", floor - val)
+
     def _reuse(self, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
         """Record ``same``'s result as this trial's without training again (``reused_from`` says so)."""
-        cfg = self.ctx.config
         keys = ("latency_ms", "fidelity", "val_accuracy", "test_accuracy", "epochs_run", "train_seconds", "netscore")
         for key in keys:
             if key in same.user_attrs:
                 trial.set_user_attr(key, same.user_attrs[key])
         trial.set_user_attr("reused_from", same.number)
-        lat, val = same.user_attrs.get("latency_ms"), same.user_attrs["val_accuracy"]
-        if cfg.max_latency_ms is not None and lat is not None:
-            trial.set_constraint("latency", (lat - cfg.max_latency_ms) / cfg.max_latency_ms)
-        if cfg.min_accuracy > 0:
-            trial.set_constraint("accuracy_floor", cfg.min_accuracy - val)
+        if same.user_attrs.get("latency_ms") is not None:
+            self._latency_constraint(trial, same.user_attrs["latency_ms"])
+        self._floor_constraint(trial, same.user_attrs["val_accuracy"])
         weights = self.ctx.run_dir / "trials"
         if (weights / f"{same.number}.safetensors").is_file():
             shutil.copyfile(weights / f"{same.number}.safetensors", weights / f"{trial.number}.safetensors")
@@ -210,10 +217,9 @@ class Objective:
         lat = measure_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), backend="eager",
                               batch_size_throughput=None, warmup=2, repeats=7).latency_ms
         trial.set_user_attr("latency_ms", lat)
-        if cfg.max_latency_ms is not None:
-            trial.set_constraint("latency", (lat - cfg.max_latency_ms) / cfg.max_latency_ms)
-            if lat > cfg.max_latency_ms:
-                return self._penalty()
+        self._latency_constraint(trial, lat)
+        if cfg.max_latency_ms is not None and lat > cfg.max_latency_ms:
+            return self._penalty()
         if cfg.max_params is not None and c.params > cfg.max_params:
             return self._penalty()
 
@@ -241,8 +247,7 @@ class Objective:
         for key in ("val_accuracy", "test_accuracy", "epochs_run", "train_seconds"):
             trial.set_user_attr(key, r[key])
         trial.set_user_attr("netscore", score)
-        if cfg.min_accuracy > 0:
-            trial.set_constraint("accuracy_floor", cfg.min_accuracy - r["val_accuracy"])
+        self._floor_constraint(trial, r["val_accuracy"])
         weights = ctx.run_dir / "trials" / f"{trial.number}.safetensors"
         weights.parent.mkdir(exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,

@@ -2,7 +2,7 @@
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/kd_effect.py \
         --arch winner=results/neu-100m/winner/arch.json --input-size 200 --epochs 60 \
-        [--kd none kl] [--seeds 0 1 2] [--jobs 2] [--teacher-epochs 30 --teacher-input-size 128]
+        [--kd none kl] [--seeds 0 1 2] [--jobs 2] [--teacher-epochs 30 --teacher-input-size 128] [--ema 5]
     .venv/bin/python benchmarks/kd_effect.py --only table
 
 ``--arch NAME=SOURCE``: SOURCE is an ``arch.json`` or ``space/prototype`` (e.g. ``lw/lw@0.35``).
@@ -11,7 +11,9 @@ cosine schedule (no plateau stop, so every row ran the same epochs), in its own 
 thread (``--jobs`` at once); each finished run is appended to
 ``results/benchmarks/kd_converged_runs.csv`` at once, so the benchmark resumes where it stopped
 and can be split across sessions. Per run: test accuracy of the best-validation epoch, and the
-first epoch whose validation accuracy reached 99% (``epochs_to_99``; empty if never). The teacher
+first epoch whose validation accuracy reached 99% (``epochs_to_99``; empty if never). ``--ema E``
+trains the same rows keeping an exponential moving average of the weights (horizon E epochs;
+``TrainConfig.ema_epochs``) instead of the raw weights: the final recipe's other lever. The teacher
 is the cached ImageNet-initialised VGG16 of ``--teacher-epochs`` / ``--teacher-input-size``
 (trained first if missing); its logits are precomputed per training image and view.
 Writes ``results/benchmarks/kd_converged.{csv,json}`` (mean +- std per arch x kd).
@@ -36,8 +38,9 @@ from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
 FIELDS = ["arch", "source", "input_size", "epochs", "kd", "seed", "params", "macs", "val_accuracy", "test_accuracy",
           "best_epoch", "epochs_to_99", "train_seconds", "images_per_second", "teacher_test_accuracy",
-          "val_by_epoch"]
-KEY = ("arch", "input_size", "epochs", "kd", "seed")
+          "val_by_epoch", "ema_epochs"]
+KEY = ("arch", "input_size", "epochs", "kd", "ema_epochs", "seed")
+GROUP = ["arch", "input_size", "epochs", "kd", "ema_epochs"]
 
 
 def resolve(source: str, input_size: int, classes: int):
@@ -56,7 +59,8 @@ def teacher_cfg(epochs: int, input_size: int):
     return TeacherConfig(epochs=epochs, input_size=input_size)
 
 
-def one(arch: str, source: str, input_size: int, epochs: int, kd: str, seed: int, t_epochs: int, t_size: int) -> dict:
+def one(arch: str, source: str, input_size: int, epochs: int, kd: str, ema: float | None, seed: int, t_epochs: int,
+        t_size: int) -> dict:
     """One training in a 1-thread worker process."""
     from defect_nas.evaluators.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
@@ -69,7 +73,7 @@ def one(arch: str, source: str, input_size: int, epochs: int, kd: str, seed: int
     split = make_split(ds, seed=0)
     teacher = ensure_teacher(ds, split, teacher_cfg(t_epochs, t_size), log=lambda m: None) if kd != "none" else None
     spec = resolve(source, input_size, len(ds.class_names))
-    cfg = TrainConfig(epochs=epochs, input_size=input_size, kd=kd, seed=seed)
+    cfg = TrainConfig(epochs=epochs, input_size=input_size, kd=kd, ema_epochs=ema, seed=seed)
     s = train_spec(spec, ds, split, cfg, teacher, latency=False, runtime=runtime).summary
     by_epoch = {h["epoch"]: round(h["val_accuracy"], 3) for h in s["history"]}
     reach = next((e for e, v in by_epoch.items() if v >= 99.0), None)
@@ -77,7 +81,17 @@ def one(arch: str, source: str, input_size: int, epochs: int, kd: str, seed: int
             "params": s["params"], "macs": s["macs"], "val_accuracy": s["val_accuracy"],
             "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"], "epochs_to_99": reach,
             "train_seconds": round(s["train_seconds"], 1), "images_per_second": round(s["train_images_per_second"], 1),
-            "teacher_test_accuracy": teacher.test_accuracy if teacher else None, "val_by_epoch": json.dumps(by_epoch)}
+            "teacher_test_accuracy": teacher.test_accuracy if teacher else None, "val_by_epoch": json.dumps(by_epoch),
+            "ema_epochs": ema if ema is not None else ""}
+
+
+def upgrade_header(path: Path) -> None:
+    """Rewrite a runs file written before a column existed, the new column empty, so rows append."""
+    rows = read_csv_rows(path)
+    if rows and list(rows[0]) != FIELDS:
+        path.unlink()
+        for r in rows:
+            append_csv_row(path, {k: r.get(k, "") for k in FIELDS}, FIELDS)
 
 
 def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.DataFrame:
@@ -86,7 +100,8 @@ def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.D
         return df
     for c in ("test_accuracy", "val_accuracy", "epochs_to_99", "train_seconds"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    g = df.groupby(["arch", "input_size", "epochs", "kd"], sort=False)
+    df["ema_epochs"] = df["ema_epochs"].fillna("")  # empty: the raw weights (rows from before EMA existed)
+    g = df.groupby(GROUP, sort=False)
     table = g.agg(seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
                   test_min=("test_accuracy", "min"), epochs_to_99_median=("epochs_to_99", "median"),
                   reached_99=("epochs_to_99", "count"), train_seconds_median=("train_seconds", "median"))
@@ -101,7 +116,8 @@ def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.D
         "teacher": {"config": TeacherConfig(epochs=t_epochs, input_size=t_size).to_dict(),
                     "test_accuracy": float(teacher[0]) if teacher else None},
         "protocol": {"train": "TrainConfig defaults (AdamW 2e-3, cosine, label smoothing 0.1, 8 views), fixed "
-                              "epochs, no plateau stop; kd: alpha 0.5, T 4 (kl)",
+                              "epochs, no plateau stop; kd: alpha 0.5, T 4 (kl); ema_epochs: horizon of the "
+                              "weights' moving average kept and validated (empty: raw weights)",
                      "split": "seed-0 split 1200/240/360 (the reference runs' split)",
                      "target": "test accuracy of the best-validation epoch; epochs_to_99: first epoch with "
                                "validation accuracy >= 99%", "threads": 1},
@@ -120,6 +136,7 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=200)
     ap.add_argument("--teacher-epochs", type=int, default=30)
     ap.add_argument("--teacher-input-size", type=int, default=128)
+    ap.add_argument("--ema", type=float, default=None, help="keep an EMA of the weights, horizon in epochs")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     ap.add_argument("--only", choices=["table"])
     ap.add_argument("--note", action="append", default=[], help="a remark on how the runs went, kept in the JSON")
@@ -129,15 +146,17 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = out / "kd_converged_runs.csv"
     if args.only != "table":
-        have = {tuple(r[k] for k in KEY) for r in read_csv_rows(runs_csv)}
+        upgrade_header(runs_csv)
+        have = {tuple(r.get(k) or "" for k in KEY) for r in read_csv_rows(runs_csv)}
+        ema = "" if args.ema is None else str(args.ema)
         jobs = []
         for item in args.arch:
             name, _, source = item.partition("=")
             for kd in args.kd:
                 for seed in args.seeds:
-                    key = (name, str(args.input_size), str(args.epochs), kd, str(seed))
+                    key = (name, str(args.input_size), str(args.epochs), kd, ema, str(seed))
                     if key not in have:
-                        jobs.append((name, source, args.input_size, args.epochs, kd, seed))
+                        jobs.append((name, source, args.input_size, args.epochs, kd, args.ema, seed))
         if any(j[4] != "none" for j in jobs):  # train (or load) the teacher once, before the workers read its cache
             from defect_nas.evaluators.data import load_dataset, make_split
             from defect_nas.evaluators.teacher import ensure_teacher

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, random_resized_crop, resize_uint8
@@ -49,6 +50,8 @@ class TrainConfig:
     patience: int | None = None  # a validation plateau (epochs without a better (accuracy, loss), counted
     # in the schedule's second half) ends training with a short anneal: the last 10% of the schedule
     time_budget_s: float | None = None  # train at most this long: ``epochs`` is then a cap, see ``train``
+    ema_epochs: float | None = None  # validate and keep an exponential moving average of the weights
+    # whose horizon is this many epochs, instead of the raw weights (see ``train``)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +65,7 @@ class TrainConfig:
             (self.input_size is None or 32 <= self.input_size <= 512, "input size must be in 32..512"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
             (self.time_budget_s is None or self.time_budget_s > 0, "time budget must be positive"),
+            (self.ema_epochs is None or self.ema_epochs > 0, "EMA horizon must be positive"),
         ]
         for ok, message in checks:
             if not ok:
@@ -218,6 +222,7 @@ def train(
         total = steps_per_epoch * planned
         return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
+    ema = _ema(model, config.ema_epochs, steps_per_epoch)
     best_key, best_epoch, best_state, history, since_best = (-1.0, 0.0), 0, None, [], 0
     step, seen, stop_reason, epoch, durations = 0, 0, "epochs", 0, []
     while epoch < planned:
@@ -247,24 +252,27 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach()
             step += 1
             seen += len(idx)
-        val_logits = predict_logits(model, x_val, precision="fp32")  # scored as it deploys (ONNX Runtime, fp32)
-        val = compute_metrics(val_logits.argmax(1), data.y_val, data.class_names, data.negative_classes or None)
-        val_loss = nn.functional.cross_entropy(val_logits, data.y_val).item()
-        epoch_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host synchronisation
+        record = {"epoch": epoch, "loss": loss_sum.item() / steps_per_epoch}  # the epoch's one host sync
+        if ema is not None:  # the raw weights' score too, so a learning curve shows what the average adds
+            raw, raw_loss = _validate(model, x_val, data)
+            record.update(val_accuracy_raw=raw.accuracy, val_loss_raw=raw_loss)
+        kept = ema.module if ema is not None else model  # the weights validated, kept and returned
+        val, val_loss = _validate(kept, x_val, data)
         elapsed = time.perf_counter() - start
         durations.append(time.perf_counter() - epoch_start)
-        record = {"epoch": epoch, "loss": epoch_loss, "val_accuracy": val.accuracy,
-                  "val_balanced_accuracy": val.balanced_accuracy, "val_loss": val_loss, "seconds": elapsed,
-                  "lr": lr_at(step - 1)}
+        record.update(val_accuracy=val.accuracy, val_balanced_accuracy=val.balanced_accuracy, val_loss=val_loss,
+                      seconds=elapsed, lr=lr_at(step - 1))
         history.append(record)
         # best = highest validation accuracy, ties to the lower validation loss (a later, annealed epoch)
         score = getattr(val, data.metric)  # the selection metric (balanced accuracy on imbalanced data)
         if (score, -val_loss) > (best_key[0], best_key[1] + 1e-3):
             best_key, best_epoch, since_best = (score, -val_loss), epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(kept.state_dict())
         elif epoch > planned / 2:  # a plateau counts only once the learning rate fell below half its peak:
             since_best += 1  # before that a flat validation curve is the high rate's noise, not convergence
         if on_epoch is not None:
@@ -293,6 +301,22 @@ def train(
         model.load_state_dict(best_state)
     return TrainResult(best_epoch, best_key[0], history, seconds, seen / seconds if seconds else 0.0, precision,
                        stop_reason != "epochs", planned, stop_reason)
+
+
+def _ema(model: nn.Module, horizon_epochs: float | None, steps_per_epoch: int) -> AveragedModel | None:
+    """An exponential moving average of the weights (batch-norm statistics included) whose
+    horizon, 1 / (1 - decay) steps, is ``horizon_epochs`` epochs."""
+    if horizon_epochs is None:
+        return None
+    decay = 1.0 - 1.0 / max(1.0, horizon_epochs * steps_per_epoch)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _validate(model: nn.Module, x_val: torch.Tensor, data: TrainData) -> tuple[Metrics, float]:
+    """Validation metrics and loss, in fp32: scored as the model deploys (ONNX Runtime, fp32)."""
+    logits = predict_logits(model, x_val, precision="fp32")
+    metrics = compute_metrics(logits.argmax(1), data.y_val, data.class_names, data.negative_classes or None)
+    return metrics, nn.functional.cross_entropy(logits, data.y_val).item()
 
 
 def _typical_epoch_seconds(durations: list[float]) -> float:

@@ -1,4 +1,7 @@
-"""Bad input: one line naming the problem and the fix, exit 2, and nothing already written changes."""
+"""Bad input: one line naming the problem and the fix, exit 2, and nothing already written changes.
+
+The cases of the reliability probe (issue 13) that concern input; its process faults (dead
+workers, Ctrl-C, concurrent claims, resume) are in test_faults.py."""
 
 from __future__ import annotations
 
@@ -21,12 +24,27 @@ TINY = ["--teacher", "none", "--trials", "1", "--baselines", "none"]
     (["--dataset", ""], "--dataset is empty"),
     (["--min-accuracy", "100"], "--min-accuracy 100.0: a percentage below 100"),
     (["--explore-share", "0.9", "--promote-share", "0.2"], "sum to less than 1"),
+    (["--budget-flops", "1e12"], "--budget-flops 1e+12: choose a positive budget up to 1e+10 MACs"),
+    (["--budget-flops", "-5"], "--budget-flops: '-5' must be a positive number"),
+    (["--tolerance", "1.5"], "--tolerance 1.5: a fraction in (0, 1)"),
+    (["--trials", "0"], "--trials 0: must be at least 1"),
+    (["--workers", "0"], "--workers and --threads must be at least 1"),
+    (["--teacher-freeze", "9"], "--teacher-freeze 9: VGG16 has 5 conv blocks"),
+    (["--max-latency-ms", "0"], "--max-latency-ms must be positive"),
 ])
 def test_bad_search_flags_fail_before_any_work(argv, message, tmp_path, capsys):
-    assert main(["search", *TINY, "--results", str(tmp_path / "r"), *argv]) == 2
+    assert exit_code(["search", *TINY, "--results", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's return value, or the status of argparse's own exit (flags it rejects while parsing)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -34,14 +52,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_another_study_cannot_overwrite_an_existing_run_whatever_the_storage(tmp_path, capsys):
-    from datagen import learnable_dataset
-    from PIL import Image
-
-    ds = learnable_dataset(classes=2, per_class=10, size=32)
-    data = tmp_path / "data"
-    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
-        (data / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img[0].numpy()).save(data / ds.class_names[int(label)] / f"{i}.png")
+    data = _image_folder(tmp_path)
     run = tmp_path / "r" / "existing"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({**SearchConfig(dataset=str(data), epochs=12).to_dict(),
@@ -54,3 +65,141 @@ def test_another_study_cannot_overwrite_an_existing_run_whatever_the_storage(tmp
     assert main(argv) == 2
     assert "holds a search with other settings" in capsys.readouterr().err
     assert digests(run) == before
+
+
+WINNER = Path(__file__).resolve().parents[1] / "results" / "neu-100m" / "winner"
+
+
+def one_line(capsys, message: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err, err
+
+
+def a_file(tmp_path: Path) -> Path:
+    f = tmp_path / "a-file"
+    f.write_text("kept")
+    return f
+
+
+def test_an_unreachable_storage_on_an_existing_run_rewrites_none_of_its_files(tmp_path, capsys):
+    """It used to rewrite config.json and environment.json first, after which report failed."""
+    data = _image_folder(tmp_path)
+    run = tmp_path / "r" / "existing"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({**SearchConfig(dataset=str(data), budget_flops=2e6, teacher="none",
+                                                              baselines=("none",)).to_dict(),
+                                                 "storage": "x", "study": "existing"}))
+    (run / "environment.json").write_text("{}")
+    before = digests(run)
+    argv = ["search", *TINY, "--dataset", str(data), "--budget-flops", "2e6", "--results", str(tmp_path / "r"),
+            "--run", "existing",
+            "--storage", "postgresql://nobody@127.0.0.1:9/none"]
+    assert main(argv) == 2
+    one_line(capsys, "is not usable")
+    assert {k: v for k, v in digests(run).items() if k != ".lock"} == before  # the run lock is an empty file
+
+
+@pytest.mark.parametrize("labels, message", [
+    (None, "labels.json: missing; write the 6 class names"),
+    ('["a", "b"]', "labels.json: must be a JSON list of the model's 6 class names"),
+])
+def test_a_model_folder_without_its_class_names_is_refused(labels, message, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("arch.json", "weights.safetensors"):
+        (model / name).write_bytes((WINNER / name).read_bytes())
+    if labels is not None:
+        (model / "labels.json").write_text(labels)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (200, 200), 128).save(image)
+    assert main(["predict", str(model), str(image)]) == 2
+    one_line(capsys, message)
+
+
+def test_train_refuses_an_unwritable_results_folder_before_training(tmp_path, capsys, monkeypatch):
+    import defect_nas.evaluators.run as run
+
+    monkeypatch.setattr(run, "train_spec", lambda *a, **k: pytest.fail("trained before checking --results"))
+    data = _image_folder(tmp_path)
+    argv = ["train", "--arch", "prototype:lw/lw@0.35", "--dataset", str(data), "--teacher", "none",
+            "--results", str(a_file(tmp_path) / "runs")]
+    assert main(argv) == 2
+    one_line(capsys, "--results")
+    assert (tmp_path / "a-file").read_text() == "kept"
+
+
+def test_benchmark_refuses_an_unwritable_out_before_measuring(tmp_path, capsys, monkeypatch):
+    import defect_nas.evaluators.latency as latency
+
+    monkeypatch.setattr(latency, "measure_latency", lambda *a, **k: pytest.fail("measured before checking --out"))
+    assert main(["benchmark", str(WINNER), "--out", str(a_file(tmp_path) / "bench.json")]) == 2
+    one_line(capsys, "cannot write there")
+
+
+def test_export_to_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "winner").mkdir(parents=True)
+    for f in WINNER.iterdir():
+        if f.is_file():
+            (run / "winner" / f.name).write_bytes(f.read_bytes())
+    assert main(["export", str(run), "--out", str(a_file(tmp_path) / "out")]) == 2
+    one_line(capsys, "--out")
+
+
+def test_report_on_a_folder_that_refuses_writes_is_one_line_and_keeps_the_old_report(tmp_path, capsys, monkeypatch):
+    import shutil
+    import tempfile
+
+    run = tmp_path / "neu-100m"
+    shutil.copytree(WINNER.parent, run, ignore=shutil.ignore_patterns("winner", "explain", "*.png"))
+    before = (run / "report.html").read_bytes()
+
+    def refuse(*args, **kwargs):  # a read-only folder, as root cannot be refused by chmod
+        raise PermissionError(13, "Permission denied", str(run))
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["report", str(run)]) == 2
+    one_line(capsys, "cannot write there (Permission denied)")
+    assert (run / "report.html").read_bytes() == before
+
+
+def test_a_disk_error_mid_write_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """What the per-command checks cannot foresee (a disk filling up) still ends in one line."""
+    import defect_nas.cli.design as design
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "spec.json"))
+
+    monkeypatch.setattr(design, "write_text_atomic", full)
+    assert main(["sample", "--space", "residual", "--out", str(tmp_path / "spec.json")]) == 2
+    one_line(capsys, "No space left on device")
+
+
+def test_cost_of_a_spec_too_big_to_build_counts_it_analytically(tmp_path, capsys, monkeypatch):
+    """8 blocks x 4096 channels (inside the spec limits) crashed under a 4 GB memory limit."""
+    import defect_nas.search_spaces.build as build
+
+    monkeypatch.setattr(build, "build", lambda *a, **k: pytest.fail("built a 2-billion-parameter model"))
+    spec = {"name": "huge", "in_channels": 1, "input_size": 200, "num_classes": 6,
+            "stem": [{"type": "conv", "out": 64, "kernel": 3, "stride": 2, "act": "relu", "norm": True, "pool": 0}],
+            "stages": [[{"type": "basic", "out": 4096, "kernel": 3, "stride": 1}] * 8],
+            "head": {"pool": "gap", "fc": [], "dropout": 0.0}}
+    (tmp_path / "huge.json").write_text(json.dumps(spec))
+    assert main(["cost", str(tmp_path / "huge.json"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["params"] > 2_000_000_000 and r["macs_fvcore"] is None and r["cross_check"].startswith("skipped")
+
+
+def _image_folder(tmp_path: Path) -> Path:
+    from datagen import learnable_dataset
+    from PIL import Image
+
+    ds = learnable_dataset(classes=2, per_class=10, size=32)
+    data = tmp_path / "data"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        (data / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(data / ds.class_names[int(label)] / f"{i}.png")
+    return data

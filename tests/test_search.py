@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, tmp_path):
         (["--dataset", str(parts), *TINY, "--results", str(results)], "give --trials N or --time-budget"),
         (["--dataset", str(tmp_path / "nowhere"), *TINY, "--trials", "2"], "nowhere"),
         (["--dataset", str(parts), *TINY, "--trials", "2", "--budget-flops", "1e3"], "meets 1000 MACs"),
-        (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(a_file)], "not writable"),
+        (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(a_file)], "cannot write there"),
         (["--dataset", str(parts), *TINY, "--trials", "2", "--results", str(tmp_path / "r2"),
           "--storage", "postgresql://nobody@127.0.0.1:9/none"], "is not usable"),
         (["--dataset", str(parts), *TINY, "--trials", "2", "--space", "mobilenet"], "unknown search space"),

@@ -19,7 +19,7 @@ from pathlib import Path
 from defect_nas.cli.evaluate import add_data_args, add_teacher_args, load_data, runtime_from, teacher_config_from
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DefectNasError
-from defect_nas.core.files import write_csv, write_json
+from defect_nas.core.files import writable_folder, write_csv, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +43,8 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     if args.images < args.k + 2:
         raise DefectNasError(f"--images {args.images}: need more than --k + 1 = {args.k + 1} images")
+    if args.out:  # before the analysis, not after it
+        writable_folder(args.out, "--out")
     runtime = runtime_from(args)
     dataset, split = load_data(args)
     if args.target == "teacher":

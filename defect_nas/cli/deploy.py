@@ -11,7 +11,7 @@ from rich.table import Table
 from defect_nas.cli.evaluate import add_device_arg
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.errors import DefectNasError
-from defect_nas.core.files import write_text_atomic
+from defect_nas.core.files import writable_folder, write_text_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}
         labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
-    written = save_model(model, spec, labels, out, formats)
+    written = save_model(model, spec, labels, writable_folder(out, "--out"), formats)
     for p in written:
         console.print(f"wrote {p}")
 
@@ -104,6 +104,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     gpu = Runtime(device=args.device)  # a GPU asked for but absent: one line, before any measuring
     model, spec, labels = load_model(args.model)
+    if args.out:  # before the measuring, not after it
+        writable_folder(Path(args.out).parent, "--out")
     shape = (spec.in_channels, spec.input_size, spec.input_size)
     resnet = baseline_model("resnet50", spec.in_channels, len(labels)).eval()
     rows = []

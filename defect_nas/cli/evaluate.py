@@ -12,6 +12,7 @@ from defect_nas.cli.design import positive_float
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
@@ -170,6 +171,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                        kd_alpha=args.kd_alpha, crop_scale=args.crop_scale, class_weights=args.class_weights,
                        sampler=args.sampler, patience=args.patience, seed=args.seed)
     dataset, split = load_data(args)
+    writable_folder(args.results, "--results")  # before the training, not after it
     size = args.input_size or dataset.images.shape[-1]
     spec = resolve_arch(args.arch, Task(dataset.images.shape[1], size, len(dataset.class_names)))
     if spec.num_classes != len(dataset.class_names):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DefectNasError
-from defect_nas.core.files import write_csv, write_json, write_text_atomic
+from defect_nas.core.files import writable_folder, write_csv, write_json, write_text_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +56,7 @@ def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
 
     model, labels, x8, x = _load(model_dir, args.images)
     maps, probs = attribute(model, x, args.method)
-    out = Path(args.out or "explanations")
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(args.out or "explanations", "--out")
     rows = []
     for i, path in enumerate(args.images):
         k = int(probs[i].argmax())
@@ -92,7 +91,7 @@ def _explain_test_split(run: Path, args: argparse.Namespace) -> None:
     pred = probs.argmax(1)
     curves = deletion_curves(model, x, pred, maps, steps=args.steps)
     out = Path(args.out or run / "explain")
-    (out / "maps").mkdir(parents=True, exist_ok=True)
+    writable_folder(out / "maps", "--out")
     shown = []
     for c, label in enumerate(labels):  # one correct image and every misclassified one, per class
         idx = [i for i in range(len(files)) if truth[i] == c]

@@ -1,7 +1,8 @@
 """``defect-nas``: the command line. Each subcommand group lives in its own module under ``defect_nas/cli/``.
 
 User mistakes (bad file, flag, budget, data) raise ``DefectNasError`` somewhere below; here
-they become one line on stderr and exit status 2, never a traceback.
+they become one line on stderr and exit status 2, never a traceback; so does a file that cannot be
+written (read-only folder, full disk), though each command checks its output folder before working.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 
 from defect_nas import __version__
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import WRITE_ERRORS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,12 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     except DefectNasError as e:
         print(f"defect-nas: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("defect-nas: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        print(f"defect-nas: error: cannot access {e.filename or 'a file'}: {e.strerror}; check its permissions, "
+              "free space, or choose a writable folder", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("defect-nas: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_ar
 from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
@@ -184,7 +186,7 @@ def check_budget_feasible(config: SearchConfig) -> None:
     )
 
 
-def cmd_search(args: argparse.Namespace) -> None:
+def cmd_search(args: argparse.Namespace) -> int:
     started = time.time()  # the time budget counts from here
     import optuna
 
@@ -201,26 +203,36 @@ def cmd_search(args: argparse.Namespace) -> None:
             raise DefectNasError(f"{run_dir} holds a search with other settings: "
                                  f"{config.describe_differences(stored)};"
                                  f" pass --run NAME for a new one")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise DefectNasError(f"{run_dir}: not writable ({e.strerror}); pass --results DIR") from None
+    writable_folder(run_dir, "--results")
     log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
     if args.json:
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
                              log=log, started=started, device=device)
         print_json(summary_json(summary))
-        return
-    with Live(console=console, refresh_per_second=1, transient=False) as live:
-        def progress(study, info):
-            live.update(progress_table(study, info))
+    else:
+        with Live(console=console, refresh_per_second=1, transient=False) as live:
+            def progress(study, info):
+                live.update(progress_table(study, info))
 
-        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
-                             progress=progress, log=live.console.print, started=started, device=device)
-    print_summary(summary)
+            summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers,
+                                 threads=args.threads, progress=progress, log=live.console.print, started=started,
+                                 device=device)
+        print_summary(summary)
+    return exit_status(summary, run_dir)
+
+
+def exit_status(summary: dict, run_dir: Path) -> int:
+    """0 for a search that ran to its end; 130 when interrupted, 1 when its workers kept dying: each
+    after its results so far were written, with one line saying how to go on."""
+    again = f"results so far are in {run_dir}; run the same command to resume"
+    if summary.get("interrupted"):
+        print(f"defect-nas: interrupted: {again}", file=sys.stderr)
+        return 130
+    if summary.get("incomplete"):
+        print(f"defect-nas: error: the search stopped early ({summary['incomplete']}, "
+              f"{summary.get('workers_died', 0)} worker death(s)): {again}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -271,5 +283,6 @@ def cmd_report(args: argparse.Namespace) -> None:
         study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
         rows, source = write_tables(study, run_dir, keep_curves=True), "the study"
     summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
+    writable_folder(run_dir, "run folder")
     write_report(run_dir / "report.html", summary, rows)
     console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials ({source})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -84,3 +85,20 @@ def append_csv_row(path: str | Path, row: dict[str, Any], fields: list[str]) -> 
         if new:
             w.writeheader()
         w.writerow(row)
+
+
+WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}  # main() makes these one line
+
+
+def writable_folder(folder: str | Path, flag: str) -> Path:
+    """Create ``folder`` if needed and prove it takes a file, before any work whose results go there:
+    an unwritable ``--results`` / ``--out`` used to surface as a traceback after the training."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise DefectNasError(f"{flag} {folder}: cannot write there ({e.strerror or e}); "
+                             "choose a writable folder") from None
+    return folder

@@ -22,6 +22,8 @@ def kd_for(teacher: str, kd: str) -> str:
 MIN_INPUT, MAX_INPUT = 32, 512  # input sizes the trainer accepts (TrainConfig) and the spaces can downsample
 RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
+MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1G at 224 px); above this a
+# fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 
 
@@ -70,6 +72,11 @@ class SearchConfig:
         problems = []
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
+        if not 0 < self.budget_flops <= MAX_BUDGET:
+            problems.append(f"--budget-flops {self.budget_flops:g}: choose a positive budget up to {MAX_BUDGET:g} MACs"
+                            " (the smallest the spaces reach is checked next, against your data)")
+        if not 0 < self.tolerance < 1:
+            problems.append(f"--tolerance {self.tolerance:g}: a fraction in (0, 1), e.g. 0.05 for +-5%")
         if self.trials is not None and self.trials < 1:
             problems.append(f"--trials {self.trials}: must be at least 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0:

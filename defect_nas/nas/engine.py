@@ -258,9 +258,18 @@ class Objective:
         return score
 
 
-def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0) -> optuna.Study:
+def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0,
+                         trials_before: int | None = None) -> optuna.Study:
+    """The study, its sampler seeded apart from earlier sessions': ``trials_before`` is how many trials
+    the study held when this session began (counted here when not given; the search counts once and
+    hands it to its workers, which open the study after prototypes were queued)."""
+    if trials_before is None:
+        try:
+            trials_before = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+        except KeyError:
+            trials_before = 0
     study = optuna.create_study(study_name=name, storage=storage, directions=strategy(config).directions,
-                                sampler=make_sampler(config, worker), pruner=make_pruner(config),
+                                sampler=make_sampler(config, worker, trials_before), pruner=make_pruner(config),
                                 load_if_exists=True)
     stored = study.user_attrs.get("config")
     if stored is None:
@@ -285,8 +294,10 @@ def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task) ->
     return n
 
 
-def finished_count(study: optuna.Study) -> int:
+def finished_count(study: optuna.Study, running: bool = False) -> int:
+    """Trials that count towards ``--trials``: finished ones, and with ``running`` those under way."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    states += (optuna.trial.TrialState.RUNNING,) if running else ()
     return len(study.get_trials(deepcopy=False, states=states))
 
 
@@ -298,8 +309,8 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
     if n_trials is not None:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=states))
-    while True:
-        if n_trials is not None and finished_count(study) >= n_trials:
+    while True:  # trials still running elsewhere count: with only finished ones, 2 workers ended with N + 1
+        if n_trials is not None and finished_count(study, running=True) >= n_trials:
             return
         remaining = None if deadline is None else deadline - time.time()
         if remaining is not None and remaining <= 0:
@@ -309,7 +320,8 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
 
 
 def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name: str, worker: int,
-                   n_trials: int | None, deadline: float | None, threads: int = 1, device: str = "cpu") -> None:
+                   n_trials: int | None, deadline: float | None, threads: int = 1, device: str = "cpu",
+                   trials_before: int = 0) -> None:
     """Entry point of a spawned local worker (one thread each: two 1-thread processes train
     ~1.45x more images/s than one 2-thread process on this machine kind); with ``device`` cuda
     the workers go round-robin over the GPUs."""
@@ -323,7 +335,7 @@ def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name
     config = SearchConfig.from_dict(config_dict)
     check_choices(config)
     ctx = load_context(config, Path(run_dir), log=lambda m: None, runtime=runtime)
-    study = create_or_load_study(config, open_storage(storage_url), study_name, worker)
+    study = create_or_load_study(config, open_storage(storage_url), study_name, worker, trials_before)
     try:
         run_worker(ctx, study, n_trials, deadline)
     except KeyboardInterrupt:

@@ -51,9 +51,7 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str
     if not (folder / "arch.json").is_file() or not (folder / "weights.safetensors").is_file():
         raise DefectNasError(f"{folder}: not a model folder (needs arch.json and weights.safetensors)")
     spec = load_spec(str(folder / "arch.json"))
-    labels_file = folder / "labels.json"
-    names = tuple(json.loads(labels_file.read_text())) if labels_file.is_file() else tuple(
-        f"class{i}" for i in range(spec.num_classes))
+    names = _labels(folder / "labels.json", spec.num_classes)
     model = build(spec)
     try:
         model.load_state_dict(load_file(folder / "weights.safetensors"))
@@ -62,6 +60,20 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str
             f"{folder / 'weights.safetensors'}: does not fit arch.json ({e.__class__.__name__})"
         ) from None
     return model.eval(), spec, names
+
+
+def _labels(path: Path, classes: int) -> tuple[str, ...]:
+    """The class names, in output order: a prediction without them would name no defect."""
+    if not path.is_file():
+        raise DefectNasError(f"{path}: missing; write the {classes} class names as a JSON list in output order,"
+                             " or export the model again (defect-nas export RUN)")
+    try:
+        names = json.loads(path.read_text())
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
+        raise DefectNasError(f"{path}: must be a JSON list of the model's {classes} class names")
+    return tuple(names)
 
 
 def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:

@@ -6,7 +6,9 @@ import ctypes
 import multiprocessing as mp
 import signal
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,12 +28,19 @@ def die_with_parent() -> None:
         pass
 
 
+def ignore_sigint() -> None:
+    """Ctrl-C reaches the whole process group: the search process alone handles it (it stops its
+    workers and writes the results), so a worker neither dies mid-write nor prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _pool_init(config_dict: dict, run_dir: str, threads: int, device: str, counter) -> None:
     global _CTX
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.nas.engine import load_context
 
     die_with_parent()
+    ignore_sigint()
     warnings.filterwarnings("ignore")
     with counter.get_lock():  # this process's index, so that workers spread over the GPUs
         index = counter.value
@@ -45,10 +54,86 @@ def context() -> SearchContext:
     return _CTX
 
 
+@contextmanager
 def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
-             device: str = "cpu") -> ProcessPoolExecutor:
+             device: str = "cpu") -> Iterator[ProcessPoolExecutor]:
     """``processes`` spawned workers with ``threads`` torch threads each on ``device`` (round-robin
-    over the GPUs with ``cuda``), the run's context loaded."""
+    over the GPUs with ``cuda``), the run's context loaded. Left by an exception (Ctrl-C), the
+    workers are terminated at once: shutting down waited for their trainings (38 s to hang)."""
     spawn = mp.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
+    pool = ProcessPoolExecutor(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
                                initargs=(config_dict, str(run_dir), threads, device, spawn.Value("i", 0)))
+    try:
+        yield pool
+    except BaseException:
+        for p in list((getattr(pool, "_processes", None) or {}).values()):  # no public terminate before 3.14
+            p.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying (out of memory on every draw) is not respawned forever
+
+
+def _search_worker(*args) -> None:
+    die_with_parent()
+    ignore_sigint()
+    from defect_nas.nas.engine import worker_process
+
+    worker_process(*args)
+
+
+def _death(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+def explore(study, args: tuple, workers: int, on_tick, log) -> int:
+    """Run ``workers`` search worker processes (``engine.worker_process(*args[:4], w, *args[4:-1],
+    trials_before)``) until they finish. A worker that dies (the out-of-memory killer, kill -9, a
+    crash) is reported, the trial it ran is failed and queued again, and it is respawned, with its
+    sampler seeded past the draws made so far, up to MAX_RESTARTS times per slot. Returns the
+    number of deaths."""
+    from defect_nas.nas.storage import fail_orphaned_trials
+
+    spawn = mp.get_context("spawn")
+
+    def start(w: int, trials_before: int):
+        p = spawn.Process(target=_search_worker, args=(*args[:4], w, *args[4:-1], trials_before), daemon=False)
+        p.start()
+        return p
+
+    procs = {w: start(w, args[-1]) for w in range(workers)}
+    restarts = dict.fromkeys(procs, 0)
+    deaths = 0
+    try:
+        while procs:
+            on_tick()
+            for w, p in list(procs.items()):
+                p.join(timeout=2.0 / len(procs))
+                if p.exitcode is None:
+                    continue
+                del procs[w]
+                if p.exitcode == 0:
+                    continue
+                deaths += 1
+                n = fail_orphaned_trials(study, p.pid)
+                again = restarts[w] < MAX_RESTARTS
+                log(f"worker {w} (pid {p.pid}) died ({_death(p.exitcode)}); {n} trial(s) it ran failed and "
+                    f"queued again; {'restarting it' if again else 'not restarted: it died too often'}")
+                if again:
+                    restarts[w] += 1
+                    procs[w] = start(w, len(study.trials))
+    except KeyboardInterrupt:  # stop at once; their running trials are failed and queued again for a resume
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.join(timeout=5)
+            fail_orphaned_trials(study, p.pid)
+        raise
+    return deaths

@@ -160,4 +160,6 @@ class RunSummary(TypedDict, total=False):
     comparison: list[dict[str, Any]]  # the report's table: winner rows and baselines, each with its fidelity
     notes: list[str]
     interrupted: bool
+    workers_died: int  # search worker processes that died (and were restarted, up to procs.MAX_RESTARTS)
+    incomplete: str | None  # why exploration ended early (its workers kept dying); the run then exits 1
     timeline: Timeline

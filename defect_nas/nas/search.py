@@ -9,7 +9,6 @@ folder: trials.csv, pareto.csv, learning_curves.csv, summary.json, report.html a
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from defect_nas.nas.engine import (
     finished_count,
     load_context,
     trial_rows,
-    worker_process,
 )
 from defect_nas.nas.export import model_card, save_model
 from defect_nas.nas.final import (
@@ -50,16 +48,20 @@ from defect_nas.nas.final import (
     train_final,
     write_curves,
 )
-from defect_nas.nas.procs import die_with_parent
+from defect_nas.nas.procs import explore
 from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
 from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
 from defect_nas.search_spaces.build import build
 
 
-def _worker_entry(*args) -> None:
-    die_with_parent()
-    worker_process(*args)
+def _incomplete(study: optuna.Study, config: SearchConfig, deadline: float | None) -> str:
+    """Why exploration ended before its trial count or deadline (its workers died), or ''."""
+    if config.trials is not None and finished_count(study) < config.trials:
+        return f"{finished_count(study)} of {config.trials} trials finished"
+    if config.trials is None and deadline is not None and time.time() < deadline - 5:
+        return f"{deadline - time.time():.0f} s of exploration were left"
+    return ""
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
@@ -86,6 +88,7 @@ def run_search(
         runtime = Runtime(device=device, threads=threads)
         storage = open_storage(url)  # an unreachable or conflicting study fails before anything is written
         study = create_or_load_study(config, storage, study_name)
+        trials_before = len(study.trials)  # this session's workers seed their samplers apart from earlier ones
         ctx = load_context(config, run_dir, log=log, runtime=runtime)
         write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name,
                                              "device": runtime.device})
@@ -105,34 +108,29 @@ def run_search(
         study.set_user_attr("stop", {"n_trials": config.trials, "deadline": deadline})
         study.set_user_attr("dataset_fingerprint", ctx.dataset.fingerprint)
         timeline: Timeline = {"setup_s": round(time.time() - started, 1)}
-        interrupted = False
-        procs = []
+        interrupted, deaths = False, 0
         try:
             if config.trials is None or finished_count(study) < config.trials:
-                spawn = mp.get_context("spawn")
-                for w in range(workers):
-                    p = spawn.Process(target=_worker_entry, args=(config.to_dict(), str(run_dir), url, study_name, w,
-                                                                  config.trials, deadline, threads, runtime.device),
-                                      daemon=False)
-                    p.start()
-                    procs.append(p)
-                while any(p.is_alive() for p in procs):
+                def tick() -> None:
                     if progress is not None:
                         progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials,
                                          "end": plan.end})
-                    for p in procs:
-                        p.join(timeout=2.0 / max(1, len(procs)))
+
+                args = (config.to_dict(), str(run_dir), url, study_name, config.trials, deadline, threads,
+                        runtime.device, trials_before)
+                deaths = explore(study, args, workers, tick, log)
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: stopping workers and writing results")
-            for p in procs:
-                p.join(timeout=20)
-                if p.is_alive():
-                    p.terminate()
+        incomplete = not interrupted and _incomplete(study, config, deadline)
+        if incomplete:
+            log(f"the search stopped early: {incomplete}")
         timeline["explore_s"] = round(time.time() - started - timeline["setup_s"], 1)
-        summary = write_results(ctx, study, run_dir, finalize=finalize and not interrupted, log=log,
+        summary = write_results(ctx, study, run_dir, finalize=finalize and not (interrupted or incomplete), log=log,
                                 workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline)
-        summary["interrupted"] = interrupted
+        summary["interrupted"] = interrupted or bool(summary.get("interrupted"))
+        summary["workers_died"] = deaths
+        summary["incomplete"] = incomplete or None
         timeline["wall_s"] = round(time.time() - started, 1)
         summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
         write_json(run_dir / "summary.json", summary)
@@ -163,7 +161,13 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         write_report(run_dir / "report.html", summary, rows)
         return summary
     specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
-    outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log) if finalize else None
+    outcome = None
+    if finalize:
+        try:
+            outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log)
+        except KeyboardInterrupt:  # Ctrl-C in the final phase: the best search trial is exported, said so
+            log("interrupted in the final phase: exporting the best search trial as it is")
+            summary["interrupted"] = True
     if outcome is None or not outcome.runs:
         outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
     summary["notes"] += outcome.notes

@@ -53,11 +53,14 @@ def strategy(config: SearchConfig) -> Strategy:
     return STRATEGIES.get(config.strategy)
 
 
-def make_sampler(config: SearchConfig, worker: int) -> optuna.samplers.BaseSampler:
-    """Worker ``worker``'s sampler; seeded apart so that workers do not draw the same proposals."""
+def make_sampler(config: SearchConfig, worker: int, trials_before: int = 0) -> optuna.samplers.BaseSampler:
+    """Worker ``worker``'s sampler; seeded apart so that workers do not draw the same proposals, and
+    apart from earlier sessions of the same study (``trials_before`` = trials it already holds): a
+    resumed sampler with the fresh seed replayed its draws (3 of 6 trials after a kill -9 and resume
+    retrained finished architectures). A fresh study (0 trials) keeps the seed it always had."""
     with warnings.catch_warnings():  # multivariate/group TPE are marked experimental by optuna
         warnings.simplefilter("ignore")
-        return strategy(config).sampler(config.seed * 1000 + worker)
+        return strategy(config).sampler(config.seed * 1000 + worker + 1_000_003 * trials_before)
 
 
 def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:

@@ -1,0 +1,171 @@
+"""Faults lose nothing: concurrent claims of queued trials, dead workers, Ctrl-C in each phase, and a
+resumed sampler that does not replay its draws. The process tests run real searches on tiny data."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from datagen import learnable_dataset
+from PIL import Image
+
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.nas.storage import open_storage
+from defect_nas.nas.strategies import make_sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--budget-flops", "2e6", "--min-epochs", "1", "--proxy-input-size", "32", "--final-seeds", "1",
+        "--promote-epochs", "2", "--teacher", "none", "--min-accuracy", "0", "--baselines", "none", "--json"]
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _claim_all(url: str, barrier, out) -> None:
+    study = optuna.load_study(study_name="queue", storage=open_storage(url))
+    barrier.wait()  # all claim at once
+    got = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:  # what study.ask / optimize call
+        got.append(trial_id)
+    out.put(got)
+
+
+def test_concurrent_claims_take_each_queued_trial_exactly_once(tmp_path):
+    """Six processes claiming 40 queued trials on SQLite: before the fix, 66 claims of 40 trials
+    (two workers trained the same trial and the second died on tell)."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="queue", storage=open_storage(url))
+    for i in range(40):
+        study.enqueue_trial({"x": i}, skip_if_exists=False)
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(url, barrier, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    claims = [t for _ in procs for t in out.get(timeout=120)]
+    for p in procs:
+        p.join(timeout=30)
+    assert sorted(claims) == sorted({t._trial_id for t in study.trials})  # each once, none left waiting
+
+
+def test_a_resumed_sampler_does_not_replay_the_draws_of_the_first_session():
+    """Each session's workers seed their samplers past the trials the study already holds."""
+    config = SearchConfig(strategy="random")
+
+    def draws(trials_before: int) -> list[int]:
+        study = optuna.create_study(sampler=make_sampler(config, 0, trials_before))
+        return [study.ask().suggest_int("x", 0, 10**9) for _ in range(4)]
+
+    assert draws(0) == draws(0)  # a fresh search is reproducible
+    assert draws(7) != draws(0)  # a resumed one draws anew
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> Path:
+    ds = learnable_dataset(classes=3, per_class=30, size=48)
+    root = tmp_path_factory.mktemp("data") / "parts"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        (root / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(root / ds.class_names[int(label)] / f"{i}.png")
+    return root
+
+
+def start(argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "defect_nas", "search", *argv], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def trials(run: Path) -> list[optuna.trial.FrozenTrial]:
+    if not (run / "study.db").is_file():
+        return []
+    try:
+        return optuna.load_study(study_name=run.name, storage=open_storage(f"sqlite:///{run / 'study.db'}")).trials
+    except KeyError:  # not created yet
+        return []
+
+
+def wait_for(condition, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_two_workers_end_with_exactly_the_trials_asked_for(parts, tmp_path):
+    """With only finished trials counted, a worker started one more while the other's last ran."""
+    argv = ["--dataset", str(parts), *TINY, "--epochs", "2", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
+            "--trials", "5", "--results", str(tmp_path), "--run", "five"]
+    p = start(argv)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-2000:]
+    assert len([t for t in trials(tmp_path / "five") if t.state in FINISHED]) == 5
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_reported_its_trial_retried_and_the_search_completes(parts, tmp_path):
+    """As the out-of-memory killer would: kill -9 one worker process, not the search."""
+    run = tmp_path / "oom"
+    p = start(["--dataset", str(parts), *TINY, "--epochs", "8", "--top-k", "1", "--final-epochs", "1",
+               "--workers", "2", "--trials", "8", "--results", str(tmp_path), "--run", "oom"])
+    wait_for(lambda: any(t.state == optuna.trial.TrialState.RUNNING for t in trials(run)) and children(p.pid))
+    victim = [c for c in children(p.pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()][0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["workers_died"] >= 1 and summary["winner"] is not None
+    states = [t.state for t in trials(run)]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert len([s for s in states if s in FINISHED]) == 8  # the search still got every trial it asked for
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_exploring_writes_results_exits_130_and_the_resume_retries_the_cut_trials(parts, tmp_path):
+    run = tmp_path / "cut"
+    argv = ["--dataset", str(parts), *TINY, "--epochs", "8", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
+            "--trials", "8", "--results", str(tmp_path), "--run", "cut"]
+    p = start(argv)
+    wait_for(lambda: len([t for t in trials(run) if t.state in FINISHED]) >= 1)
+    sent = time.time()
+    os.killpg(p.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and time.time() - sent < 30, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("defect-nas: interrupted")
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+    before = {t.number: t.value for t in trials(run) if t.state == optuna.trial.TrialState.COMPLETE}
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials(run)]
+    resumed = start(argv)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    after = trials(run)
+    assert all(after[n].value == v for n, v in before.items())  # nothing finished was lost or redone
+    assert len([t for t in after if t.state in FINISHED]) >= 8
+
+
+@pytest.mark.slow
+def test_sigint_to_the_search_alone_in_the_final_phase_exports_the_best_trial_and_exits_130(parts, tmp_path):
+    """As `timeout -s INT` or a supervisor sends it: to the main process only, mid final training."""
+    run = tmp_path / "final"
+    p = start(["--dataset", str(parts), *TINY, "--epochs", "2", "--top-k", "1", "--final-epochs", "400",
+               "--patience", "400", "--workers", "1", "--trials", "3", "--results", str(tmp_path), "--run", "final"])
+    wait_for(lambda: (run / "trials.csv").is_file())  # written as the final phase begins
+    time.sleep(2)
+    sent = time.time()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and time.time() - sent < 30, err[-2000:]
+    assert "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["winner"]["retrained"] is False
+    assert (run / "winner" / "weights.safetensors").is_file() and (run / "report.html").is_file()

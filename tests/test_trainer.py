@@ -67,6 +67,19 @@ def test_early_stopping_restores_the_best_epoch(data):
     assert result.val_accuracy == max(h["val_accuracy"] for h in result.history)
 
 
+def test_a_moving_average_of_the_weights_is_what_is_validated_and_returned(data):
+    """With ema_epochs the model returned holds the averaged weights its validation score was
+    measured on (not the raw last ones), and each epoch records the raw weights' score beside it."""
+    _, _, td = data
+    raw, averaged = (torch.manual_seed(0) and build(SPEC) for _ in range(2))
+    train(raw, td, TrainConfig(epochs=6, batch_size=16, seed=1), runtime=Runtime(precision="fp32"))
+    result = train(averaged, td, TrainConfig(epochs=6, batch_size=16, seed=1, ema_epochs=2),
+                   runtime=Runtime(precision="fp32"))
+    assert all("val_accuracy_raw" in h for h in result.history)
+    assert evaluate(averaged, td.x_val, td.y_val, td.class_names).accuracy == result.val_accuracy
+    assert not all(torch.equal(x, y) for x, y in zip(raw.state_dict().values(), averaged.state_dict().values()))
+
+
 def test_distillation_follows_the_teacher_logits(data):
     """With alpha = 1 the hard labels are ignored: wrong labels + a right teacher still learn."""
     ds, split, td = data

@@ -77,6 +77,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-weights", choices=["none", "balanced"], default="none")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], default="shuffle")
     p.add_argument("--patience", type=int, help="early stopping after this many epochs without gain")
+    p.add_argument("--ema-epochs", type=float, default=5.0,
+                   help="keep a moving average of the weights over about this many epochs (0: the raw weights)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
 
@@ -169,7 +171,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     tcfg = TrainConfig(epochs=args.epochs, input_size=args.input_size, batch_size=args.batch_size,
                        optimizer=args.optimizer, lr=args.lr, kd=kd_for(args.teacher, args.kd),
                        kd_alpha=args.kd_alpha, crop_scale=args.crop_scale, class_weights=args.class_weights,
-                       sampler=args.sampler, patience=args.patience, seed=args.seed)
+                       sampler=args.sampler, patience=args.patience, ema_epochs=args.ema_epochs or None,
+                       seed=args.seed)
     dataset, split = load_data(args)
     writable_folder(args.results, "--results")  # before the training, not after it
     size = args.input_size or dataset.images.shape[-1]

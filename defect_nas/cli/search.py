@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "schedule's second half) ends with a short anneal",
     )
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
+    p.add_argument("--ema-epochs", type=float, default=5.0,
+                   help="full-resolution trainings keep a moving average of the weights over about this many "
+                   "epochs (0: the raw weights)")
     add_teacher_args(p, default="none", cache=False,
                      help="distil from this teacher (default none: see README, 'Distillation')")
     p.add_argument("--kd", choices=["kl", "l2"], default="kl")
@@ -144,7 +147,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
         pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
         explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
-        accuracy_margin=args.accuracy_margin, patience=args.patience,
+        accuracy_margin=args.accuracy_margin, patience=args.patience, ema_epochs=args.ema_epochs or None,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
         teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,
         teacher_input_size=args.teacher_input_size, teacher_weights=weights,

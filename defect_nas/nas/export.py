@@ -102,7 +102,7 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         else "",
         f"- trained: {summary['fidelity']}" if summary.get("fidelity") else "",
         f"- validation accuracy: {summary.get('val_accuracy_mean', float('nan')):.2f}%; per class below: the "
-        "exported seed (the one with the best validation accuracy)",
+        "exported seed (the best validation accuracy, ties to the lower validation loss)",
         f"- NetScore: {summary.get('netscore', float('nan')):.2f} dB ({summary.get('netscore_definition', '')})",
         "",
         "| class | accuracy |",

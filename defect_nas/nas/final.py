@@ -87,7 +87,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
         if skippable:
             raise TimeoutError("no time left in the budget")
         budget = 1e-3  # the first epoch always runs: a winner is never left untrained
-    overrides = {"patience": patience, "time_budget_s": budget}
+    overrides = {"patience": patience, "time_budget_s": budget, "ema_epochs": ctx.config.ema_epochs}
     if spec_json is not None:
         model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, **overrides)
     else:

@@ -206,7 +206,8 @@ def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSu
                        f"+-{cfg.tolerance * 100:g}%; rung 1: trials at {cfg.epochs} epochs / "
                        f"{_px(cfg.proxy_input_size)}; rung 2: top-{cfg.top_k} by proxy accuracy at "
                        f"{_px(cfg.final_input_size)}, up to {cfg.promote_epochs} epochs; final: the winner x "
-                       f"{cfg.final_seeds} seeds up to {cfg.final_epochs} epochs (plateau patience {cfg.patience}); "
+                       f"{cfg.final_seeds} seeds up to {cfg.final_epochs} epochs (plateau patience {cfg.patience}, "
+                       f"EMA {cfg.ema_epochs or 0:g} epochs); "
                        f"teacher {cfg.teacher}",
         "winner": None, "promotion": [], "notes": [],
     }
@@ -251,6 +252,13 @@ def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: TrialRow, partial: Out
     return Outcome(best["number"], runs, kept.promoted, kept.baselines, retrained=False, notes=[*kept.notes, note])
 
 
+def exported_seed_key(s: SeedRun) -> tuple[float, float]:
+    """Which seed is exported: the best validation score, ties (common: 100% on NEU's 240 validation
+    images) to the lower validation loss at its best epoch, as the trainer picks its best epoch."""
+    loss = next((h.get("val_loss") for h in s.get("history", []) if h.get("epoch") == s.get("best_epoch")), None)
+    return s["val_accuracy"], -(loss if loss is not None else float("inf"))
+
+
 def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: list[dict], spec: ArchSpec,
                   outcome: Outcome, *, threads: int) -> RunSummary:
     """winner/ (weights of the seed with the best validation, ONNX, model card) and the summary's
@@ -259,7 +267,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     number, runs, promoted, finalize = outcome.winner, outcome.runs, outcome.promoted, outcome.retrained
     c = cost(spec)
     final = final_record(runs)
-    best_s, best_state = max(runs, key=lambda rs: rs[0]["val_accuracy"])
+    best_s, best_state = max(runs, key=lambda rs: exported_seed_key(rs[0]))
     size = best_s["input_size"] or spec.input_size
     deploy_spec = spec if size == spec.input_size else spec.at_size(size)
     model = build(deploy_spec)
@@ -271,8 +279,9 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     onnx = measure_latency(model, shape, backend="onnx", batch_size_throughput=32, threads=threads)
     metrics = best_s.get("test_metrics") or {}
     epochs = [s.get("epochs_run") for s, _ in runs]
+    ema = f", weights' moving average over {cfg.ema_epochs:g} epochs" if cfg.ema_epochs else ""
     fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
-                f"{cfg.patience})" if finalize else "search trial at proxy fidelity")
+                f"{cfg.patience}{ema})" if finalize else "search trial at proxy fidelity")
     test_m = final["test_accuracy_mean"]
     warning = None
     if final["val_accuracy_mean"] < cfg.min_accuracy:  # exported anyway: the best there is, said plainly

@@ -30,7 +30,7 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
 
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.evaluators.runtime import Runtime
-    from defect_nas.nas.engine import best_trials, trial_rows
+    from defect_nas.nas.rows import best_trials, trial_rows
     from defect_nas.nas.search import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -203,3 +203,40 @@ def _image_folder(tmp_path: Path) -> Path:
         (data / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0].numpy()).save(data / ds.class_names[int(label)] / f"{i}.png")
     return data
+
+
+def test_a_second_search_on_a_folder_in_use_is_refused(tmp_path, capsys):
+    from defect_nas.nas.storage import RunLock
+
+    data = _image_folder(tmp_path)
+    run = tmp_path / "r" / "busy"
+    run.mkdir(parents=True)
+    with RunLock(run):  # as a running search holds it
+        argv = ["search", *TINY, "--dataset", str(data), "--budget-flops", "2e6", "--results", str(tmp_path / "r"),
+                "--run", "busy"]
+        assert main(argv) == 2
+    one_line(capsys, "another defect-nas search is running on this folder")
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious pickle runs when loaded
+        return (Path.touch, (Path(_Payload.marker),))
+
+
+def test_a_pickle_disguised_as_safetensors_is_rejected_unrun(tmp_path, capsys):
+    import pickle
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("arch.json", "labels.json"):
+        (model / name).write_bytes((WINNER / name).read_bytes())
+    _Payload.marker = str(tmp_path / "pwned")
+    (model / "weights.safetensors").write_bytes(pickle.dumps(_Payload()))
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (200, 200), 128).save(image)
+    assert main(["predict", str(model), str(image)]) == 2
+    one_line(capsys, "weights.safetensors")
+    assert not (tmp_path / "pwned").exists()

@@ -20,6 +20,7 @@ from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.data import make_split
 from defect_nas.nas import engine
+from defect_nas.nas.rows import trial_rows
 from defect_nas.nas.storage import open_storage
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES
 from defect_nas.search_spaces.build import build
@@ -79,7 +80,7 @@ def run_study(tmp_path, url: str, n_trials: int, **config) -> optuna.Study:
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_searches_one_or_several_spaces(strategy, spaces, storage_url, stub_trainer, tmp_path):
     study = run_study(tmp_path, storage_url, 6, strategy=strategy, spaces=SPACE_SETS[spaces], pruner="none")
-    rows = engine.trial_rows(study)
+    rows = trial_rows(study)
     done = [r for r in rows if r["state"] == "COMPLETE"]
     assert len(rows) == 6 and len(done) == 6
     # every trained candidate met the budget and was scored from the stubbed accuracy
@@ -141,6 +142,6 @@ def test_an_architecture_already_trained_is_reused_not_retrained(tmp_path, stub_
         study.enqueue_trial({}, user_attrs={"prototype": "residual/resnet-proto"})
     engine.run_worker(ctx, study, 3, deadline=None)
     assert len(stub_trainer) == 1  # trained once
-    rows = engine.trial_rows(study)
+    rows = trial_rows(study)
     assert [r["reused_from"] for r in rows] == [None, 0, 0]
     assert len({r["val_accuracy"] for r in rows}) == 1 and len({t.value for t in study.trials}) == 1

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from defect_nas.cli.design import positive_float
 from defect_nas.cli.output import console, millions, print_json
+from defect_nas.cli.progress import epoch_progress
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
@@ -186,9 +187,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if (cfg := teacher_config_from(args)) is not None:
         teacher = ensure_teacher(dataset, split, cfg, args.cache, log=log, runtime=runtime)
         log(f"teacher: {teacher.provenance}, test accuracy {teacher.test_accuracy:.2f}%")
-    result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency, runtime=runtime,
-                        on_epoch=lambda e, acc, rec: log(f"epoch {e}/{args.epochs}: loss {rec['loss']:.3f},"
-                                                         f" val {acc:.2f}% ({rec['seconds']:.0f} s)"))
+    with epoch_progress(args.epochs, spec.name or "train", args.json) as on_epoch:
+        result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency, runtime=runtime,
+                            on_epoch=on_epoch)
     config = {
         "command": "train",
         "arch": args.arch,

@@ -1,16 +1,27 @@
-"""What a person sees of a search: the live progress table and the closing summary lines."""
+"""What a person sees of a long command: a search's live table and closing lines, a training's
+progress bar with ETA."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from defect_nas.cli.output import console, millions
 
 
 def progress_table(study, info: dict) -> Table:
-    from defect_nas.nas.engine import trial_rows
+    from defect_nas.nas.rows import trial_rows
 
     rows = trial_rows(study)
     done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
@@ -57,3 +68,26 @@ def print_summary(summary: dict) -> None:
     for note in summary.get("notes", []):
         console.print(f"note: {note}")
     console.print(f"report: {summary['run_dir']}/report.html; model: {summary['run_dir']}/winner/")
+
+
+@contextmanager
+def epoch_progress(total: int, what: str, quiet: bool) -> Iterator[Callable[[int, float, dict], None]]:
+    """An ``on_epoch`` callback for a training of up to ``total`` epochs: a rich bar with the last
+    validation score, elapsed time and ETA on a terminal; one line per epoch when piped (logs)."""
+    if quiet:
+        yield lambda epoch, score, record: None
+        return
+    if not console.is_terminal:
+        yield lambda epoch, score, record: console.print(
+            f"{what}: epoch {epoch}/{total}: loss {record['loss']:.3f}, val {score:.2f}% "
+            f"({record['seconds']:.0f} s)", style="dim", highlight=False)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(what, total=total)
+
+        def on_epoch(epoch: int, score: float, record: dict) -> None:
+            bar.update(task, completed=epoch, description=f"{what}: val {score:.2f}%")
+
+        yield on_epoch

@@ -4,6 +4,10 @@ Defect datasets are imbalanced (many clean images, few of each defect), so overa
 alone hides a model that ignores rare classes: we also report balanced accuracy, macro-F1,
 per-class accuracy (recall) and, when some classes mean "no defect", TPR/TNR.
 
+The counts and per-class recall / F1 come from scikit-learn (``confusion_matrix``,
+``precision_recall_fscore_support`` with ``zero_division=nan``); this module fixes the conventions
+below, validates the inputs with one-line errors and adds the inspection rates.
+
 Conventions (all accuracies and rates are percentages in [0, 100]):
 
 * ``confusion[i][j]`` counts images whose label is class ``i`` and prediction is class ``j``
@@ -31,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import precision_recall_fscore_support
 
 from defect_nas.core.errors import DefectNasError
 
@@ -107,8 +113,9 @@ def confusion_matrix(predictions: ArrayLike, labels: ArrayLike, num_classes: int
                 f"{name} hold class id {bad}, outside 0..{num_classes - 1} "
                 f"({num_classes} class names given)"
             )
-    flat = true * num_classes + pred
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    if not true.size:  # scikit-learn refuses empty inputs; the caller names the problem
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return sk_confusion(true, pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def _pct(num: float, den: float) -> float | None:
@@ -138,14 +145,12 @@ def compute_metrics(
         raise DefectNasError("no samples: predictions and labels are empty")
 
     support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
     tp = np.diag(cm)
-
-    recall = [_pct(tp[c], support[c]) for c in range(k)]
-    f1: list[float | None] = []
-    for c in range(k):
-        den = 2 * tp[c] + (predicted[c] - tp[c]) + (support[c] - tp[c])
-        f1.append(_pct(2 * tp[c], den))
+    true, pred = _as_class_ids(labels, "labels"), _as_class_ids(predictions, "predictions")
+    _, sk_recall, sk_f1, _ = precision_recall_fscore_support(  # undefined (0/0) -> nan -> None
+        true, pred, labels=np.arange(k), average=None, zero_division=np.nan)
+    recall = [None if np.isnan(r) else 100.0 * float(r) for r in sk_recall]
+    f1 = [None if np.isnan(f) else 100.0 * float(f) for f in sk_f1]
 
     present = [r for r in recall if r is not None]
     seen_f1 = [f for f in f1 if f is not None]

@@ -25,8 +25,9 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.nas import procs
-from defect_nas.nas.engine import SearchContext, best_trials, mean_std, train_config
+from defect_nas.nas.engine import SearchContext, train_config
 from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
+from defect_nas.nas.rows import best_trials, mean_std
 
 Log = Callable[[str], None]
 JOB_MARGIN_S = 2.0  # a job's own share of the end: test evaluation and handing back the weights

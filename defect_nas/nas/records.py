@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 
 class TrialRow(TypedDict):
-    """One search trial, a row of trials.csv (``engine.trial_rows``)."""
+    """One search trial, a row of trials.csv (``rows.trial_rows``)."""
 
     number: int
     state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING

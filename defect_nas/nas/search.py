@@ -35,7 +35,6 @@ from defect_nas.nas.engine import (
     enqueue_prototypes,
     finished_count,
     load_context,
-    trial_rows,
 )
 from defect_nas.nas.export import model_card, save_model
 from defect_nas.nas.final import (
@@ -51,6 +50,7 @@ from defect_nas.nas.final import (
 from defect_nas.nas.procs import explore
 from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
+from defect_nas.nas.rows import trial_rows
 from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
 from defect_nas.search_spaces.build import build
 
@@ -109,19 +109,21 @@ def run_search(
         study.set_user_attr("dataset_fingerprint", ctx.dataset.fingerprint)
         timeline: Timeline = {"setup_s": round(time.time() - started, 1)}
         interrupted, deaths = False, 0
+
+        def tick() -> None:
+            if progress is not None:
+                progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials,
+                                 "end": plan.end})
+
         try:
             if config.trials is None or finished_count(study) < config.trials:
-                def tick() -> None:
-                    if progress is not None:
-                        progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials,
-                                         "end": plan.end})
-
                 args = (config.to_dict(), str(run_dir), url, study_name, config.trials, deadline, threads,
                         runtime.device, trials_before)
                 deaths = explore(study, args, workers, tick, log)
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: stopping workers and writing results")
+        tick()  # the live table's last frame shows every trial's final state, not RUNNING
         incomplete = not interrupted and _incomplete(study, config, deadline)
         if incomplete:
             log(f"the search stopped early: {incomplete}")

@@ -29,6 +29,13 @@ class Strategy:
         return ["maximize", "minimize", "minimize"] if self.multi_objective else ["maximize"]
 
 
+def metric_names(config: SearchConfig) -> list[str]:
+    """The objectives' names, as optuna-dashboard and ``study.trials_dataframe`` show them."""
+    if strategy(config).multi_objective:
+        return ["val_accuracy_pct", "latency_ms" if config.nsga2_cost == "latency" else "macs", "params"]
+    return ["val_netscore_db"]
+
+
 STRATEGIES: Registry[Strategy] = Registry("strategy", "--strategy")
 def _optuna():
     import optuna

@@ -15,6 +15,10 @@ Pa_101/Pa_105) or the same ``Dataset.groups`` value (patches of one image) form
 one group that always lands in a single part. Groups are ordered by content hash
 before the seeded shuffle, so the same data in another folder layout splits the
 same way.
+
+Why not scikit-learn's splitters: ``train_test_split(stratify=...)`` ignores groups, and
+``StratifiedGroupKFold`` gives folds, not exact per-class counts (NEU's 240/60 protocol needs
+exactly 60 test images per class), nor an order independent of the folder layout.
 """
 
 from __future__ import annotations

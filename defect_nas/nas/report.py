@@ -26,22 +26,37 @@ def _svg(fig) -> str:
     return text[text.index("<svg") :]
 
 
-def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bool = False) -> str:
+def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bool = False,
+             baselines: list[dict] = ()) -> str:
+    """Validation accuracy against ``x``: trials by state (pruned ones faint), the Pareto front of the
+    complete feasible ones, the space's prototypes and the baselines labelled, the winner starred."""
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    groups = {
-        "complete, feasible": [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]],
-        "infeasible (budget, cap or accuracy floor)": [r for r in rows if not r["feasible"]],
+    groups = {  # drawn in this order: pruned trials faint and behind the completed ones
         "pruned": [r for r in rows if r["state"] == "PRUNED"],
+        "infeasible (budget, cap or accuracy floor)": [r for r in rows if not r["feasible"]],
+        "complete, feasible": [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]],
     }
     styles = {"complete, feasible": ("o", "tab:blue"), "infeasible (budget, cap or accuracy floor)": ("x", "tab:red"),
               "pruned": (".", "0.6")}
     for name, rs in groups.items():
         pts = [(r[x], r["val_accuracy"]) for r in rs if r.get(x) is not None and r.get("val_accuracy") is not None]
         if pts:
-            ax.scatter(*zip(*pts), marker=styles[name][0], c=styles[name][1], label=name, alpha=0.8)
+            ax.scatter(*zip(*pts), marker=styles[name][0], c=styles[name][1], label=name,
+                       alpha=0.35 if name == "pruned" else 0.85)
     front = pareto_front(groups["complete, feasible"], minimize=(x,))
     if front:
         ax.plot([r[x] for r in front], [r["val_accuracy"] for r in front], "-", c="tab:green", label="Pareto front")
+    for r in rows:  # the seeds of generative synthesis, by name
+        if r.get("prototype") and r.get(x) is not None and r.get("val_accuracy") is not None:
+            ax.annotate(str(r["prototype"]).split("/")[-1], (r[x], r["val_accuracy"]), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points", color="0.3")
+    shown = [b for b in baselines if b.get(x) is not None and b.get("val_accuracy") is not None]
+    if shown:
+        ax.scatter([b[x] for b in shown], [b["val_accuracy"] for b in shown], marker="D", c="tab:purple",
+                   label="baselines (final recipe, 1 seed)")
+        for b in shown:
+            ax.annotate(b["name"], (b[x], b["val_accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points",
+                        color="tab:purple")
     if winner and winner.get(x) is not None:
         ax.scatter([winner[x]], [winner["val_accuracy"]], marker="*", s=250, c="gold", edgecolors="k", label="winner")
     if log:
@@ -212,9 +227,10 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                                                  ("macs", "MACs"), ("params", "params"),
                                                  ("netscore", "NetScore"), ("latency_ms", "latency ms"),
                                                  ("fidelity", "trained at")])]
+    baseline_rows = [c for c in summary.get("comparison") or [] if not str(c.get("name", "")).startswith("winner")]
     parts += [
         "<h2>Pareto fronts</h2><div class='plots'>",
-        f"<div>{_scatter(rows, 'params', PARAMS_LABEL, wrow, log=True)}</div>",
+        f"<div>{_scatter(rows, 'params', PARAMS_LABEL, wrow, log=True, baselines=baseline_rows)}</div>",
         f"<div>{_scatter(rows, 'latency_ms', LATENCY_LABEL, wrow)}</div></div>",
         "<h2>NetScore over the search</h2>", _progress(rows),
     ]

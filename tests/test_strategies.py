@@ -97,9 +97,11 @@ def test_every_strategy_searches_one_or_several_spaces(strategy, spaces, storage
             assert all(k == "space" or k.startswith(t.params["space"] + ".") for k in t.params)
     if STRATEGIES.get(strategy).multi_objective:
         assert len(study.directions) == 3 and study.best_trials
+        assert study.metric_names == ["val_accuracy_pct", "macs", "params"]  # as optuna-dashboard labels them
     else:
         best = max(done, key=lambda r: r["netscore"])
         assert study.best_trial.number == best["number"]
+        assert study.metric_names == ["val_netscore_db"]
 
 
 @pytest.mark.parametrize("pruner", PRUNERS.names())

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,9 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", config.to_dict())
-        study.set_metric_names(metric_names(config))
+        with warnings.catch_warnings():  # marked experimental by optuna
+            warnings.simplefilter("ignore")
+            study.set_metric_names(metric_names(config))
     else:
         if config.differences(stored):
             raise DefectNasError(f"study {name!r} was made with other settings: {config.describe_differences(stored)};"

@@ -115,6 +115,8 @@ def main() -> None:
     for name, (p, run) in procs.items():
         stdout, stderr = p.communicate(timeout=1800)
         summary = json.loads(stdout) if p.returncode == 0 and stdout.strip() else {}
+        if summary.get("workers_died") is None:  # an older --json summary: count the deaths the run logged
+            summary["workers_died"] = json.loads((results / run / "summary.json").read_text()).get("workers_died")
         url = runs[name][1] or f"sqlite:///{results / run / 'study.db'}"
         rows.append({"search": name, "exit": p.returncode, "kills": sum(k["search"] == name for k in kills),
                      "workers_died": summary.get("workers_died"), **audit(run, url),

@@ -353,7 +353,8 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     keep = ("name", "trial", "test_accuracy", "test_accuracy_std", "val_accuracy_mean", "macs", "params", "netscore",
             "latency_ms", "latency_onnx_ms", "seeds", "retrained")
     return {"run_dir": summary["run_dir"], "winner": {k: w.get(k) for k in keep} if w else None,
-            "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False)}
+            "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False),
+            "workers_died": summary.get("workers_died", 0), "incomplete": summary.get("incomplete")}
 
 
 def read_trials_csv(path: Path) -> list[TrialRow]:

@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--final-input-size", type=int, help="default: the data's size")
     p.add_argument("--ema-epochs", type=float, default=5.0,
-                   help="full-resolution trainings keep a moving average of the weights over about this many "
-                   "epochs (0: the raw weights)")
+                   help="the final seeds and baselines keep, in their schedule's second half, a moving average "
+                   "of the weights over at most this many epochs (0: the raw weights)")
     add_teacher_args(p, default="none", cache=False,
                      help="distil from this teacher (default none: see README, 'Distillation')")
     p.add_argument("--kd", choices=["kl", "l2"], default="kl")

@@ -56,8 +56,8 @@ class SearchConfig:
     final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)
     patience: int = 25  # final training stops after this many epochs without a better validation
     final_input_size: int | None = None  # None = the data's own size
-    ema_epochs: float | None = 5.0  # full-resolution trainings (rung 2, final seeds, baselines) keep a moving
-    # average of the weights with this horizon (results/benchmarks/kd_converged.*: 99.54 -> 99.91% test); None: raw
+    ema_epochs: float | None = 5.0  # the final seeds and baselines keep, in their schedule's second half, a moving
+    # average of the weights over this many epochs at most (results/benchmarks/kd_converged.*); None: raw weights
     teacher: str = "none"  # a registered teacher (evaluators.teacher.TEACHERS) or "none"
     teacher_init: str = "imagenet"
     teacher_weights: str | None = None  # a torchvision VGG16 state dict to fine-tune from

@@ -19,7 +19,7 @@ def test_the_committed_reference_report_rebuilds_and_reads_at_a_glance(tmp_path,
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert "{'" not in page.split("<h2>All trials</h2>")[0]  # no raw Python dicts in the text
-    assert "Where the time went" in page and "50.2 min of 60" in page
+    assert "Where the time went" in page and "56.0 min of 60" in page
     assert page.count("<svg") >= 4 and "<script" not in page
 
 

@@ -53,10 +53,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Rows of one shape as CSV, the first row's keys as the header (no rows: an empty file)."""
+    """Rows as CSV; the header is every key in order of first appearance (a later row may carry a
+    column the first lacks, e.g. a learning curve's raw-weights score once averaging starts); a
+    row's missing keys are empty cells. No rows: an empty file."""
     out = io.StringIO()
     if rows:
-        w = csv.DictWriter(out, fieldnames=list(rows[0]))
+        w = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     return write_text_atomic(path, out.getvalue())

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
 from defect_nas import __version__
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv  # which flags the user typed (``search --config`` lets them override the file)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C or a supervisor's SIGINT ends a command cleanly (exit 130, results written) even when it
+        # was started as a background job of a script, which inherits SIGINT ignored (the shell's rule)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args) or 0)
     except DefectNasError as e:

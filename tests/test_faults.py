@@ -113,6 +113,25 @@ def test_two_workers_end_with_exactly_the_trials_asked_for(parts, tmp_path):
 
 
 @pytest.mark.slow
+def test_kill_9_of_the_search_loses_no_finished_trial_and_the_resume_completes(parts, tmp_path):
+    run = tmp_path / "killed"
+    argv = ["--dataset", str(parts), *TINY, "--epochs", "6", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
+            "--trials", "10", "--results", str(tmp_path), "--run", "killed"]
+    p = start(argv)
+    wait_for(lambda: len([t for t in trials(run) if t.state == optuna.trial.TrialState.COMPLETE]) >= 2)
+    os.killpg(p.pid, signal.SIGKILL)  # the search and its workers (they die with it anyway)
+    p.wait()
+    before = {t.number: t.value for t in trials(run) if t.state == optuna.trial.TrialState.COMPLETE}
+    resumed = start(argv)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    after = trials(run)
+    assert all(after[n].value == v for n, v in before.items())  # nothing finished was lost
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in after]  # nothing left hanging
+    assert len([t for t in after if t.state in FINISHED]) >= 10
+
+
+@pytest.mark.slow
 def test_a_killed_worker_is_reported_its_trial_retried_and_the_search_completes(parts, tmp_path):
     """As the out-of-memory killer would: kill -9 one worker process, not the search."""
     run = tmp_path / "oom"
@@ -154,11 +173,17 @@ def test_ctrl_c_while_exploring_writes_results_exits_130_and_the_resume_retries_
 
 
 @pytest.mark.slow
-def test_sigint_to_the_search_alone_in_the_final_phase_exports_the_best_trial_and_exits_130(parts, tmp_path):
-    """As `timeout -s INT` or a supervisor sends it: to the main process only, mid final training."""
+@pytest.mark.parametrize("phase, flags", [
+    ("rung 2", ["--top-k", "2", "--promote-epochs", "400", "--trials", "6"]),
+    ("final", ["--top-k", "1", "--final-epochs", "400", "--patience", "400", "--trials", "3"]),
+])
+def test_sigint_to_the_search_alone_after_exploring_exports_the_best_trial_and_exits_130(phase, flags, parts,
+                                                                                         tmp_path):
+    """As `timeout -s INT` or a supervisor sends it: to the main process only, mid rung 2 or mid final
+    training (both run in a pool the search terminates)."""
     run = tmp_path / "final"
-    p = start(["--dataset", str(parts), *TINY, "--epochs", "2", "--top-k", "1", "--final-epochs", "400",
-               "--patience", "400", "--workers", "1", "--trials", "3", "--results", str(tmp_path), "--run", "final"])
+    p = start(["--dataset", str(parts), *TINY, "--epochs", "2", "--workers", "1", *flags, "--results",
+               str(tmp_path), "--run", "final"])
     wait_for(lambda: (run / "trials.csv").is_file())  # written as the final phase begins
     time.sleep(2)
     sent = time.time()

@@ -82,6 +82,12 @@ def start(argv: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def search_argv(parts: Path, results: Path, run: str, epochs: int, n_trials: int) -> list[str]:
+    """A tiny two-worker search that goes straight from exploration to a one-epoch final."""
+    return ["--dataset", str(parts), *TINY, "--epochs", str(epochs), "--top-k", "1", "--final-epochs", "1",
+            "--workers", "2", "--trials", str(n_trials), "--results", str(results), "--run", run]
+
+
 def trials(run: Path) -> list[optuna.trial.FrozenTrial]:
     if not (run / "study.db").is_file():
         return []
@@ -104,8 +110,7 @@ def children(pid: int) -> list[int]:
 
 def test_two_workers_end_with_exactly_the_trials_asked_for(parts, tmp_path):
     """With only finished trials counted, a worker started one more while the other's last ran."""
-    argv = ["--dataset", str(parts), *TINY, "--epochs", "2", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
-            "--trials", "5", "--results", str(tmp_path), "--run", "five"]
+    argv = search_argv(parts, tmp_path, "five", epochs=2, n_trials=5)
     p = start(argv)
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
@@ -115,8 +120,7 @@ def test_two_workers_end_with_exactly_the_trials_asked_for(parts, tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_the_search_loses_no_finished_trial_and_the_resume_completes(parts, tmp_path):
     run = tmp_path / "killed"
-    argv = ["--dataset", str(parts), *TINY, "--epochs", "6", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
-            "--trials", "10", "--results", str(tmp_path), "--run", "killed"]
+    argv = search_argv(parts, tmp_path, "killed", epochs=6, n_trials=10)
     p = start(argv)
     wait_for(lambda: len([t for t in trials(run) if t.state == optuna.trial.TrialState.COMPLETE]) >= 2)
     os.killpg(p.pid, signal.SIGKILL)  # the search and its workers (they die with it anyway)
@@ -135,8 +139,7 @@ def test_kill_9_of_the_search_loses_no_finished_trial_and_the_resume_completes(p
 def test_a_killed_worker_is_reported_its_trial_retried_and_the_search_completes(parts, tmp_path):
     """As the out-of-memory killer would: kill -9 one worker process, not the search."""
     run = tmp_path / "oom"
-    p = start(["--dataset", str(parts), *TINY, "--epochs", "8", "--top-k", "1", "--final-epochs", "1",
-               "--workers", "2", "--trials", "8", "--results", str(tmp_path), "--run", "oom"])
+    p = start(search_argv(parts, tmp_path, "oom", epochs=8, n_trials=8))
     wait_for(lambda: any(t.state == optuna.trial.TrialState.RUNNING for t in trials(run)) and children(p.pid))
     victim = [c for c in children(p.pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()][0]
     os.kill(victim, signal.SIGKILL)
@@ -152,8 +155,7 @@ def test_a_killed_worker_is_reported_its_trial_retried_and_the_search_completes(
 @pytest.mark.slow
 def test_ctrl_c_while_exploring_writes_results_exits_130_and_the_resume_retries_the_cut_trials(parts, tmp_path):
     run = tmp_path / "cut"
-    argv = ["--dataset", str(parts), *TINY, "--epochs", "8", "--top-k", "1", "--final-epochs", "1", "--workers", "2",
-            "--trials", "8", "--results", str(tmp_path), "--run", "cut"]
+    argv = search_argv(parts, tmp_path, "cut", epochs=8, n_trials=8)
     p = start(argv)
     wait_for(lambda: len([t for t in trials(run) if t.state in FINISHED]) >= 1)
     sent = time.time()

@@ -67,22 +67,22 @@ def test_early_stopping_restores_the_best_epoch(data):
     assert result.val_accuracy == max(h["val_accuracy"] for h in result.history)
 
 
-def test_a_moving_average_of_the_weights_is_what_is_validated_and_returned(data):
-    """With ema_epochs, from the schedule's second half the model returned holds the averaged weights
-    its validation score was measured on (not the raw ones), each epoch records the raw weights'
-    score beside it, and the average ends close to the raw weights' score on a short schedule
-    (averaged from epoch 1 it lagged 50-70 points behind in 28-40-epoch schedules)."""
+def test_a_moving_average_of_the_weights_is_validated_beside_the_raw_ones_and_the_better_returned(data):
+    """With ema_epochs, from the schedule's second half each epoch validates both the averaged and the
+    raw weights; the better one (like the better epoch) is what the returned model holds. So the
+    average can only help: on a short schedule it trailed the raw weights (97.50% vs 98.89%)."""
     _, _, td = data
     raw, averaged = (torch.manual_seed(0) and build(SPEC) for _ in range(2))
     train(raw, td, TrainConfig(epochs=8, batch_size=16, seed=1), runtime=Runtime(precision="fp32"))
     result = train(averaged, td, TrainConfig(epochs=8, batch_size=16, seed=1, ema_epochs=5),
                    runtime=Runtime(precision="fp32"))
     assert ["val_accuracy_raw" in h for h in result.history] == [False] * 4 + [True] * 4
+    assert all(h["val_accuracy"] >= h["val_accuracy_raw"] and h["kept"] in ("ema", "raw")
+               for h in result.history[4:])
     assert evaluate(averaged, td.x_val, td.y_val, td.class_names).accuracy == result.val_accuracy
-    assert result.best_epoch > 4 and not all(
-        torch.equal(x, y) for x, y in zip(raw.state_dict().values(), averaged.state_dict().values()))
-    last = result.history[-1]
-    assert last["val_accuracy"] >= last["val_accuracy_raw"] - 5
+    best = result.history[result.best_epoch - 1]
+    if best.get("kept") == "ema":  # then the averaged weights, not the raw ones, were returned
+        assert not all(torch.equal(x, y) for x, y in zip(raw.state_dict().values(), averaged.state_dict().values()))
 
 
 def test_distillation_follows_the_teacher_logits(data):

@@ -76,16 +76,24 @@ def parts(tmp_path_factory) -> Path:
     return root
 
 
-def start(argv: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def start(argv: list[str], log: Path | None = None, **env: str) -> subprocess.Popen:
+    """The search in its own process group (as a terminal runs it); stderr to ``log`` to watch its phases."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
+    err = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen([sys.executable, "-m", "defect_nas", "search", *argv], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=err, start_new_session=True)
 
 
 def search_argv(parts: Path, results: Path, run: str, epochs: int, n_trials: int) -> list[str]:
     """A tiny two-worker search that goes straight from exploration to a one-epoch final."""
     return ["--dataset", str(parts), *TINY, "--epochs", str(epochs), "--top-k", "1", "--final-epochs", "1",
             "--workers", "2", "--trials", str(n_trials), "--results", str(results), "--run", run]
+
+
+def without(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag`` and its value."""
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2:]
 
 
 def trials(run: Path) -> list[optuna.trial.FrozenTrial]:
@@ -196,3 +204,40 @@ def test_sigint_to_the_search_alone_after_exploring_exports_the_best_trial_and_e
     summary = json.loads((run / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["winner"]["retrained"] is False
     assert (run / "winner" / "weights.safetensors").is_file() and (run / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_teacher_trains_exits_130_and_leaves_no_half_written_cache(parts, tmp_path):
+    """Set-up's long step (a teacher's first training): nothing is searched yet, nothing is cached half."""
+    log, cache = tmp_path / "stderr.log", tmp_path / "cache"
+    p = start(["--dataset", str(parts), *without(TINY, "--teacher"), "--teacher", "vgg16",
+               "--teacher-init", "scratch", "--teacher-epochs", "500", "--teacher-input-size", "32",
+               "--trials", "3", "--results", str(tmp_path), "--run", "setup"], log, DEFECT_NAS_CACHE=str(cache))
+    wait_for(lambda: "teacher epoch 1/" in log.read_text())
+    os.killpg(p.pid, signal.SIGINT)
+    p.communicate(timeout=120)
+    err = log.read_text()
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("defect-nas: interrupted")
+    assert not any((cache / "teachers").glob("*/meta.json"))  # no entry a later run would trust
+    assert not (tmp_path / "setup" / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_baselines_train_keeps_and_exports_the_winners_trained_seeds(parts, tmp_path):
+    """Baselines come after the winner's final seeds: interrupting them must not throw those away."""
+    log, run = tmp_path / "stderr.log", tmp_path / "base"
+    p = start(["--dataset", str(parts), *without(TINY, "--baselines"), "--baselines",
+               "resnet50", "--epochs", "2", "--workers", "1", "--top-k", "1", "--trials", "2", "--final-epochs",
+               "300", "--patience", "300", "--final-input-size", "32", "--results", str(tmp_path), "--run", "base"],
+              log)
+    wait_for(lambda: "training baselines" in log.read_text())
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGINT)
+    p.communicate(timeout=120)
+    err = log.read_text()
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["winner"]["retrained"] is True
+    assert summary["winner"]["epochs_run"] and "baselines not trained: interrupted" in summary["notes"]
+    assert (run / "winner" / "weights.safetensors").is_file() and (run / "winner" / "model.onnx").is_file()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
-from defect_nas.core.files import append_csv_row, atomic_path, read_csv_rows, write_json
+from defect_nas.core.files import append_csv_row, atomic_folder, atomic_path, read_csv_rows, write_json
+from defect_nas.core.interrupts import deferred_sigint
 
 
 def test_appended_rows_read_back_with_one_header(tmp_path):
@@ -24,3 +28,31 @@ def test_a_write_that_fails_midway_keeps_the_previous_file(tmp_path):
         raise RuntimeError("interrupted")
     assert '"winner": 1' in path.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
+
+
+def test_an_export_that_fails_midway_keeps_the_previous_model_folder_whole(tmp_path):
+    winner = tmp_path / "winner"
+    with atomic_folder(winner) as tmp:
+        (tmp / "weights.safetensors").write_text("model A")
+        (tmp / "model.onnx").write_text("model A")
+    with pytest.raises(KeyboardInterrupt), atomic_folder(winner) as tmp:
+        (tmp / "weights.safetensors").write_text("model B")  # then Ctrl-C before its ONNX file
+        raise KeyboardInterrupt
+    assert {p.name: p.read_text() for p in winner.iterdir()} == {"weights.safetensors": "model A",
+                                                                 "model.onnx": "model A"}
+    with atomic_folder(winner) as tmp:  # a whole new export replaces the old one entirely
+        (tmp / "weights.safetensors").write_text("model C")
+    assert [p.name for p in winner.iterdir()] == ["weights.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["winner"]  # no temporary or old folder left behind
+
+
+def test_ctrl_c_during_an_export_lets_it_finish_and_a_second_one_stops_at_once():
+    told = []
+    with deferred_sigint(lambda: told.append("finishing the export")) as stopped:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        finished = True  # the step went on
+    assert finished and stopped == [signal.SIGINT] and told == ["finishing the export"]
+    with pytest.raises(KeyboardInterrupt), deferred_sigint(lambda: None):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C is back

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import atomic_folder
 from defect_nas.core.registry import Registry
 from defect_nas.core.search_config import NO_TEACHER
 from defect_nas.evaluators.augment import NUM_VIEWS
@@ -177,7 +177,8 @@ def ensure_teacher(
     tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
                      optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed)
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
-        f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s)"), runtime=runtime)
+        f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s, "
+        f"~{rec['seconds'] / e * (config.epochs - e) / 60:.0f} min left)"), runtime=runtime)
     test, _ = score_test(model, dataset, split, config.input_size)
     log("  teacher logits for the 8 views of each training image")
     logits = teacher_logits(model, dataset.images[split.train], config.input_size)  # on the training device
@@ -201,16 +202,8 @@ def build_teacher_for_load(config: TeacherConfig, num_classes: int, in_channels:
 
 
 def _write_cache(folder: Path, model: nn.Module, logits: torch.Tensor, meta: dict) -> None:
-    """Write into a temporary folder, then rename: a crash never leaves a half-written entry."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    tmp.mkdir(exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, tmp / "weights.safetensors")
-    save_file({"train_views": logits.contiguous()}, tmp / "logits.safetensors")
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    """Written whole or not at all: a crash or Ctrl-C never leaves a half-written entry."""
+    with atomic_folder(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "weights.safetensors")
+        save_file({"train_views": logits.contiguous()}, tmp / "logits.safetensors")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))

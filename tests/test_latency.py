@@ -19,6 +19,7 @@ from defect_nas.evaluators.latency import (
     export_onnx,
     measure_latency,
     ort_session,
+    stable_latency,
 )
 
 SHAPE = (1, 24, 24)
@@ -150,3 +151,13 @@ def test_channels_last_needs_image_shape():
 
 def test_cpu_model_nonempty():
     assert isinstance(cpu_model(), str) and cpu_model()
+
+
+def test_stable_latency_reports_each_measurement_and_their_spread():
+    before = torch.get_num_threads()
+    r = stable_latency(tiny_cnn(), SHAPE, threads=1, measurements=3, min_run_time=0.02)
+    assert len(r.measurements_ms) == 3 and min(r.measurements_ms) <= r.latency_ms <= max(r.measurements_ms)
+    assert r.latency_ms > 0 and r.cv >= 0 and r.threads == 1 and r.backend == "onnx"
+    assert torch.get_num_threads() == before
+    with pytest.raises(DefectNasError, match="at least 2"):
+        stable_latency(tiny_cnn(), SHAPE, measurements=1)

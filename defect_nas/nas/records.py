@@ -27,7 +27,9 @@ class TrialRow(TypedDict):
     epochs_run: int | None
     val_accuracy: float | None  # percent, at the trial's (proxy) fidelity
     test_accuracy: float | None  # recorded, never used to choose
-    latency_ms: float | None
+    latency_search_ms: float | None  # eager, fastest of 7 runs beside training trials: a screen only
+    latency_ms: float | None  # ONNX Runtime batch 1, timed apart from training (compared designs only)
+    latency_cv: float | None  # spread of that measurement (std / mean of 5)
     netscore: float | None  # from validation accuracy: the sampler's objective
     constraint: float | None  # > 0: infeasible by that much
     feasible: bool

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from defect_nas.core.pareto import pareto_front  # noqa: E402
 
 PARAMS_LABEL = "parameters (MACs are pinned inside the budget band)"
-LATENCY_LABEL = "latency, batch 1 (ms; timed during the search beside training trials: noisy)"
+LATENCY_LABEL = "latency, batch 1 (ms, ONNX Runtime; timed after the search, apart from training)"
 
 
 def _svg(fig) -> str:

@@ -36,7 +36,8 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             "fidelity_epochs": (a.get("fidelity") or {}).get("epochs"),
             "fidelity_input_size": (a.get("fidelity") or {}).get("input_size"),
             "epochs_run": a.get("epochs_run", len(t.intermediate_values) or None),
-            "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_ms": a.get("latency_ms"),
+            "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_search_ms": a.get("latency_ms"),
+            "latency_ms": None, "latency_cv": None,  # timed apart from training, for the compared designs
             "netscore": a.get("netscore") if a.get("netscore") is not None else (
                 measured_netscore(val, a["params"], a["macs"]) if val is not None and a.get("macs") else None),
             "constraint": constraint, "feasible": constraint is None or constraint <= 0, "within_caps": within_caps,

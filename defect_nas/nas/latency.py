@@ -1,0 +1,73 @@
+"""Latency that means something: the designs a run compares on speed, measured apart from training.
+
+During exploration each trial's latency is timed while other trials train beside it, so it only
+screens (the minimum of its runs: contention only ever adds time, so ``--max-latency-ms`` excludes a
+design only when even its fastest run misses the cap). After exploration, with nothing training,
+the designs on the accuracy-vs-params and accuracy-vs-latency fronts and the rung-2 entrants are
+measured again with ``stable_latency`` (ONNX Runtime, batch 1, several measurements and their
+spread), once per architecture: ``latency.json`` in the run folder caches them by spec digest, so a
+resumed run or ``defect-nas report`` does not measure again. Those are the figures the report plots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from defect_nas.core.files import write_json
+from defect_nas.core.pareto import pareto_front
+from defect_nas.core.spec import ArchSpec
+from defect_nas.evaluators.latency import cpu_model, stable_latency
+from defect_nas.nas.records import TrialRow
+from defect_nas.search_spaces.build import build
+
+MAX_DESIGNS = 24  # about 1.5 s each: a bounded share of the export reserve
+
+
+def compared_designs(rows: list[TrialRow], entrants: list[TrialRow]) -> list[TrialRow]:
+    """One row per architecture worth timing: the entrants, then the two fronts' designs."""
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
+            and r["spec_digest"]]
+    picked = [*entrants, *pareto_front(done, minimize=("params",)),
+              *pareto_front(done, minimize=("latency_search_ms",))]
+    out, seen = [], set()
+    for r in picked:
+        if r["spec_digest"] not in seen:
+            seen.add(r["spec_digest"])
+            out.append(r)
+    return out[:MAX_DESIGNS]
+
+
+def read_cache(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "latency.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[TrialRow], run_dir: Path,
+                    threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Time the compared designs not yet in ``latency.json`` (same CPU and threads); return the cache."""
+    cache, cpu = read_cache(run_dir), cpu_model()
+    todo = [r for r in compared_designs(rows, entrants)
+            if (cache.get(r["spec_digest"]) or {}).get("threads") != threads
+            or cache[r["spec_digest"]].get("cpu_model") != cpu]
+    if todo:
+        log(f"timing {len(todo)} design(s) apart from training (ONNX Runtime, batch 1, {threads} thread(s))")
+    for r in todo:
+        spec = ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"])
+        measured = stable_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), threads=threads)
+        cache[r["spec_digest"]] = {**measured.to_dict(), "trial": r["number"]}
+        write_json(run_dir / "latency.json", cache)  # each one kept as it comes
+    return cache
+
+
+def with_latency(rows: list[TrialRow], cache: dict[str, Any]) -> list[TrialRow]:
+    """Rows with ``latency_ms`` (and its ``latency_cv``) from the quiet measurement where there is one."""
+    for r in rows:
+        hit = cache.get(r["spec_digest"] or "")
+        r["latency_ms"] = hit["latency_ms"] if hit else None
+        r["latency_cv"] = hit["cv"] if hit else None
+    return rows

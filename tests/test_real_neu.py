@@ -47,3 +47,13 @@ def test_search_on_real_images_exports_a_working_winner(neu_subset, tmp_path, ca
     assert main(["predict", str(Path(summary["run_dir"]) / "winner"), str(image), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)[0]
     assert pred["label"] in {p.name for p in neu_subset.iterdir()}
+
+
+def test_the_reference_winner_quantized_to_int8_keeps_its_test_accuracy(neu_subset, tmp_path, capsys):
+    """The committed reference run's winner through `export --format onnx-int8`: calibrated on its
+    training images, scored on its recorded test split (360 NEU images) within 0.3 points of fp32."""
+    run = Path(__file__).resolve().parents[1] / "results" / "neu-100m"
+    assert main(["export", str(run), "--format", "onnx-int8", "--out", str(tmp_path / "int8")]) == 0
+    check = json.loads((tmp_path / "int8" / "int8_check.json").read_text())
+    assert check["test_images"] == 360 and check["fp32_accuracy"] >= 99.5
+    assert check["int8_minus_fp32_points"] >= -0.3

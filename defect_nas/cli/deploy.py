@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the winner (or a trial) of a run")
     p.add_argument("run")
     p.add_argument("--trial", type=int, help="export this trial's weights instead of the winner")
-    p.add_argument("--format", action="append", choices=["onnx", "torchscript", "safetensors"],
-                   help="repeatable; default: safetensors and onnx")
+    p.add_argument("--format", action="append", choices=["onnx", "onnx-int8", "torchscript", "safetensors"],
+                   help="repeatable; default: safetensors and onnx. onnx-int8: ONNX Runtime static quantization "
+                        "calibrated on the run's training images, its test accuracy checked against fp32")
     p.add_argument("--out", help="output folder (default: RUN/export-<trial|winner>)")
     p.set_defaults(func=cmd_export)
 
@@ -68,9 +69,27 @@ def cmd_export(args: argparse.Namespace) -> None:
         split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}
         labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
-    written = save_model(model, spec, labels, writable_folder(out, "--out"), formats)
+    writable_folder(out, "--out")
+    if "onnx-int8" not in formats:
+        written = save_model(model, spec, labels, out, formats)
+    else:
+        from defect_nas.evaluators.quantize import onnx_predictions
+        from defect_nas.nas.export import run_images
+
+        x_cal, x_test, y_test = run_images(run_dir, spec, labels)
+        written = save_model(model, spec, labels, out, formats, calibration=x_cal)
+        fp32 = 100 * float((onnx_predictions(out / "model.onnx", x_test) == y_test).mean())
+        int8 = 100 * float((onnx_predictions(out / "model.int8.onnx", x_test) == y_test).mean())
+        check = {"test_images": len(y_test), "calibration_images": len(x_cal), "fp32_accuracy": fp32,
+                 "int8_accuracy": int8, "int8_minus_fp32_points": int8 - fp32,
+                 "runtime": "ONNX Runtime (CPUExecutionProvider), static QDQ, U8S8, per-channel weights"}
+        written.append(write_text_atomic(out / "int8_check.json", json.dumps(check, indent=2) + "\n"))
+        console.print(f"int8 on the recorded test split ({len(y_test)} images): {int8:.2f}% vs fp32 {fp32:.2f}% "
+                      f"({int8 - fp32:+.2f} points)")
     for p in written:
         console.print(f"wrote {p}")
+
+
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -97,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from defect_nas.core.cost import cost
     from defect_nas.evaluators.flops import fvcore_macs
-    from defect_nas.evaluators.latency import measure_latency
+    from defect_nas.evaluators.latency import measure_latency, measure_onnx_file
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.nas.baselines import baseline_model
     from defect_nas.nas.export import load_model
@@ -117,6 +136,11 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                                 threads=args.threads)
             rows.append({"model": name, "backend": backend, "macs": macs, "latency_ms": r.latency_ms,
                          "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})
+    int8 = Path(args.model) / "model.int8.onnx"
+    if int8.is_file():  # written by `export --format onnx-int8`
+        r = measure_onnx_file(int8, shape, batch_size_throughput=args.batch, repeats=args.repeats, threads=args.threads)
+        rows.append({"model": "model", "backend": "onnx-int8", "macs": models[0][2], "latency_ms": r.latency_ms,
+                     "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})
     if gpu.is_cuda:  # the deployment target (CPU) always; the GPU side by side when asked
         from defect_nas.evaluators.gpu_timing import measure_gpu
 
@@ -127,7 +151,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                              "throughput_img_s": g.throughput_img_s, "threads": None, "cpu": g.gpu})
     for backend in sorted({r["backend"] for r in rows}):
         mine = next(r for r in rows if r["model"] == "model" and r["backend"] == backend)
-        ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend)
+        ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend.replace("-int8", ""))
         mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
         mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
     if args.out:

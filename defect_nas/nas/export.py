@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -18,15 +19,19 @@ from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.latency import export_onnx
 from defect_nas.search_spaces.build import build
 
-FORMATS = ("safetensors", "onnx", "torchscript")
+FORMATS = ("safetensors", "onnx", "onnx-int8", "torchscript")
 
 
 def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, ...], out: Path,
-               formats: tuple[str, ...] = ("safetensors", "onnx")) -> list[Path]:
-    """Write the model folder; arch.json, labels.json and weights always, ONNX / TorchScript on request."""
+               formats: tuple[str, ...] = ("safetensors", "onnx"), calibration: np.ndarray | None = None) -> list[Path]:
+    """Write the model folder; arch.json, labels.json and weights always, ONNX / TorchScript on request.
+    ``onnx-int8`` (model.int8.onnx, beside the fp32 model.onnx it is made from) needs ``calibration``:
+    preprocessed training images."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise DefectNasError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
+    if "onnx-int8" in formats and calibration is None:
+        raise DefectNasError("--format onnx-int8 needs calibration images: export it from a run folder")
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
     (out / "arch.json").write_text(spec.to_json() + "\n")
@@ -36,8 +41,12 @@ def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, .
               metadata={"arch": spec.to_json(indent=None), "labels": json.dumps(list(class_names))})
     written.append(out / "weights.safetensors")
     shape = (spec.in_channels, spec.input_size, spec.input_size)
-    if "onnx" in formats:
+    if "onnx" in formats or "onnx-int8" in formats:
         written.append(export_onnx(model, shape, out / "model.onnx"))
+    if "onnx-int8" in formats:
+        from defect_nas.evaluators.quantize import quantize_int8
+
+        written.append(quantize_int8(out / "model.onnx", calibration, out / "model.int8.onnx"))
     if "torchscript" in formats:
         traced = torch.jit.trace(model, torch.rand(1, *shape))
         traced.save(str(out / "model.torchscript.pt"))
@@ -145,3 +154,29 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+CALIBRATION_IMAGES = 256  # ONNX Runtime's MinMax ranges settle well before this on NEU (not measured beyond)
+
+
+def run_images(run_dir: Path, spec: ArchSpec, labels: tuple[str, ...],
+               calibration: int = CALIBRATION_IMAGES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's training images to calibrate on and its recorded test split to check on, as model inputs
+    (the preprocessing of training and ``predict``)."""
+    from defect_nas.evaluators.augment import resize_uint8
+    from defect_nas.evaluators.data import Split, load_dataset
+    from defect_nas.evaluators.preprocess import model_input
+
+    if not (run_dir / "config.json").is_file() or not (run_dir / "split.json").is_file():
+        raise DefectNasError(f"{run_dir}: --format onnx-int8 needs a run folder (config.json and split.json: the "
+                             "training images to calibrate on and the test split to check on)")
+    dataset = load_dataset(json.loads((run_dir / "config.json").read_text())["dataset"])
+    split = Split.from_json(json.loads((run_dir / "split.json").read_text()), dataset)
+
+    def inputs(idx) -> np.ndarray:
+        return model_input(resize_uint8(dataset.images[idx], spec.input_size)).numpy()
+
+    test = split.test.tolist()
+    y = np.array([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in test])
+    train = np.random.default_rng(0).permutation(np.asarray(split.train))[:calibration]  # every class
+    return inputs(train.tolist()), inputs(test), y

@@ -121,3 +121,34 @@ def test_a_short_time_budget_is_kept_and_the_summary_says_what_each_finalist_tra
     assert all(1 <= p["epochs_run"] <= p["planned_epochs"] < 100000 for p in promoted)
     curves = (Path(out["run_dir"]) / "learning_curves.csv").read_text().splitlines()
     assert len(curves) - 1 == sum(s["epochs_run"] for s in seeds) + sum(p["epochs_run"] for p in promoted)
+
+
+def test_a_phase_after_exploration_is_shown_epoch_by_epoch_and_leaves_no_progress_files(tmp_path):
+    """The final seeds (and rung 2, baselines) train in pool processes: each epoch reaches the live
+    view with its schedule, score and pace, and the terminal shows an ETA per job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+
+    from defect_nas.cli.progress import jobs_table
+    from defect_nas.nas.final import PROGRESS, _progress_file, wait_watched
+
+    def job(tag: str) -> None:
+        write = _progress_file(tmp_path / PROGRESS / f"{tag}.json", tag)
+        for epoch in (1, 2, 3):
+            write(epoch, 90.0 + epoch, {"planned": 10, "seconds": 6.0 * epoch})
+            time.sleep(1.5)
+
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(job, tag) for tag in ("seed 0", "seed 1")]
+        wait_watched(futures, tmp_path, "final", lambda phase, jobs: seen.append((phase, jobs)))
+    phase, jobs = seen[-1]
+    assert phase == "final" and sorted(j["job"] for j in jobs) == ["seed 0", "seed 1"]
+    assert all(j["epoch"] == 3 and j["planned"] == 10 and j["val"] == 93.0 for j in jobs)
+    assert not (tmp_path / PROGRESS).exists()
+    console = Console(width=100, record=True)
+    console.print(jobs_table({"phase": phase, "jobs": jobs, "end": time.time() + 600}))
+    text = " ".join(console.export_text().split())  # the title wraps at the table's width
+    assert "final: 2 training(s) under way; 10 min of the run left" in text
+    assert "3/10" in text and "93.00" in text and "~1 min" in text  # 7 epochs left at 6 s each

@@ -2,6 +2,7 @@
 one-line errors that leave an existing study untouched, and shared PostgreSQL workers (the process
 faults, SIGKILL and SIGINT, are in test_faults.py)."""
 
+import csv
 import hashlib
 import json
 import os
@@ -74,6 +75,14 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     split = json.loads((run / "split.json").read_text())
     assert split["fingerprint"] and all(not p.startswith("/") for p in split["test"])
 
+    # the compared designs (here the rung-2 entrants and the fronts) timed apart from training, once each
+    timed = json.loads((run / "latency.json").read_text())
+    rows = list(csv.DictReader((run / "trials.csv").open()))
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["reused_from"] == ""]
+    assert complete and all(float(r["latency_search_ms"]) > 0 for r in complete)
+    assert {r["spec_digest"] for r in rows if r["latency_ms"]} == set(timed)
+    assert all(len(t["measurements_ms"]) == 5 and t["latency_ms"] > 0 and t["cv"] >= 0 for t in timed.values())
+
     # report rebuilds from the study alone
     (run / "report.html").unlink()
     cli("report", str(run))
@@ -96,11 +105,17 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     assert [o["path"] for o in out] == images
     assert all(o["label"] in ("period2", "period4", "period6") and 0 < o["probability"] <= 1 for o in out)
 
-    # the winner against ResNet-50, both backends, saved with the machine it ran on
+    # int8: calibrated on the run's training images, checked on its test split against fp32
+    cli("export", str(run), "--format", "onnx-int8", "--out", str(run / "int8"))
+    check = json.loads((run / "int8" / "int8_check.json").read_text())
+    assert (run / "int8" / "model.int8.onnx").stat().st_size < (run / "int8" / "model.onnx").stat().st_size
+    assert check["test_images"] == len(split["test"]) and abs(check["int8_minus_fp32_points"]) <= 10
+
+    # the winner (and its int8 copy) against ResNet-50, saved with the machine it ran on
     bench = tmp_path / "bench.json"
-    rows = json.loads(cli("benchmark", str(run / "winner"), "--repeats", "3", "--batch", "4", "--threads", "1",
+    rows = json.loads(cli("benchmark", str(run / "int8"), "--repeats", "3", "--batch", "4", "--threads", "1",
                           "--out", str(bench), "--json").stdout)
-    pairs = {(m, b) for m in ("model", "resnet50") for b in ("eager", "onnx")}
+    pairs = {(m, b) for m in ("model", "resnet50") for b in ("eager", "onnx")} | {("model", "onnx-int8")}
     assert {(r["model"], r["backend"]) for r in rows} == pairs
     mine = [r for r in rows if r["model"] == "model"]
     assert all(r["macs"] == w["macs"] and r["speedup_throughput_vs_resnet50"] > 0 for r in mine)
@@ -108,10 +123,16 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     assert saved["rows"] == rows and saved["environment"]["versions"]["torch"]
 
     # the same command with a larger trial count resumes the same study
+    # (its terminal output piped, as a log file gets it: the live table's last frame ends its own line)
     before = finished(run)
-    cli("search", "--dataset", str(parts), *TINY, "--trials", "9", "--results", str(results), "--json")
+    out = cli("search", "--dataset", str(parts), *TINY, "--trials", "9", "--results", str(results)).stdout
+    lines = out.splitlines()
     after = finished(run)
+    assert all(line.rstrip().endswith("┘") for line in lines if line.startswith("└"))
+    assert any(line.startswith("trials: ") and "complete" in line and "{" not in line for line in lines)
     assert all(after[n] == v for n, v in before.items()) and len(after) > len(before)
+    again = json.loads((run / "latency.json").read_text())
+    assert all(again[d] == t for d, t in timed.items())  # cached per architecture: not timed again
 
 
 def _digest(path: Path) -> str:

@@ -20,7 +20,24 @@ from rich.table import Table
 from defect_nas.cli.output import console, millions
 
 
+def jobs_table(info: dict) -> Table:
+    """A phase after exploration (rung 2, final seeds, baselines): each job's epoch of its planned
+    schedule, last validation score and pace, and the time left of the run."""
+    left = f"; {max(0, info['end'] - time.time()) / 60:.0f} min of the run left" if info.get("end") else ""
+    table = Table(title=f"{info['phase']}: {len(info['jobs'])} training(s) under way{left}")
+    for col in ("job", "epoch", "val %", "s/epoch", "ETA"):
+        table.add_column(col)
+    for j in info["jobs"]:
+        pace = j["seconds"] / j["epoch"] if j["epoch"] else 0.0
+        eta = f"~{max(0, (j['planned'] or j['epoch']) - j['epoch']) * pace / 60:.0f} min" if pace else ""
+        table.add_row(j["job"], f"{j['epoch']}/{j['planned']}", f"{j['val']:.2f}", f"{pace:.1f}", eta)
+    return table
+
+
 def progress_table(study, info: dict) -> Table:
+    """Exploration's live table (trials, rate, time left), or a later phase's ``jobs_table``."""
+    if info.get("jobs") is not None:
+        return jobs_table(info)
     from defect_nas.nas.rows import trial_rows
 
     rows = trial_rows(study)
@@ -54,7 +71,7 @@ def progress_table(study, info: dict) -> Table:
 
 def print_summary(summary: dict) -> None:
     w = summary.get("winner")
-    console.print(f"trials: {summary['trial_counts']}")
+    console.print("trials: " + ", ".join(f"{n} {state.lower()}" for state, n in summary["trial_counts"].items()))
     if not w:
         console.print("no winner (no trial finished)")
         return

@@ -207,7 +207,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                                  f"{config.describe_differences(stored)};"
                                  f" pass --run NAME for a new one")
     writable_folder(run_dir, "--results")
-    log = (lambda m: None) if args.json else (lambda m: console.print(m, style="dim", highlight=False))
+    # --json keeps stdout for the summary alone; the progress lines go to stderr, as scripts expect
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
+        lambda m: console.print(m, style="dim", highlight=False))
     if args.json:
         summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
                              log=log, started=started, device=device)
@@ -220,6 +222,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers,
                                  threads=args.threads, progress=progress, log=live.console.print, started=started,
                                  device=device)
+        if not console.is_terminal:  # piped: the last frame ends without a newline, and the next line ran into it
+            console.line()
         print_summary(summary)
     return exit_status(summary, run_dir)
 

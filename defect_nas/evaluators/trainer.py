@@ -262,7 +262,7 @@ def train(
             loss_sum += loss.detach()
             step += 1
             seen += len(idx)
-        record = {"epoch": epoch, "loss": loss_sum.item() / steps_per_epoch}  # the epoch's one host sync
+        record = {"epoch": epoch, "planned": planned, "loss": loss_sum.item() / steps_per_epoch}  # one host sync
         kept = ema.module if ema is not None else model  # the weights validated, kept and returned
         val, val_loss = _validate(kept, x_val, data)
         if ema is not None:  # the raw weights' score too, so a learning curve shows what the average adds

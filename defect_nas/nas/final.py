@@ -11,16 +11,18 @@ schedule instead of overrunning the budget.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from defect_nas.core.files import write_csv
+from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
@@ -30,6 +32,7 @@ from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
 from defect_nas.nas.rows import best_trials, mean_std
 
 Log = Callable[[str], None]
+Watch = Callable[[str, list[dict]], None]  # (phase, each job's last epoch): the live view of a phase
 JOB_MARGIN_S = 2.0  # a job's own share of the end: test evaluation and handing back the weights
 MIN_SLOT_S = 120.0  # rung 2 promotes fewer candidates rather than give each less than this
 
@@ -72,11 +75,12 @@ def reserve_seconds(budget_s: float) -> float:
 
 def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
                deadline: float | None, patience: int | None, skippable: bool = True,
-               slot: float | None = None, average: bool = True) -> tuple[dict, dict]:
+               slot: float | None = None, average: bool = True, tag: str | None = None) -> tuple[dict, dict]:
     """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
     ``deadline`` and after ``slot`` seconds from its own start (its schedule sized to that time).
     Without time left it is skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds),
-    trains one epoch."""
+    trains one epoch. With a ``tag``, each epoch is written to RUN/progress/<tag>.json for the
+    terminal's live view."""
     from defect_nas.evaluators.run import train_module
     from defect_nas.nas.engine import train_candidate
 
@@ -93,8 +97,10 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
     # 97.50% averaged; results/benchmarks/kd_converged.*)
     overrides = {"patience": patience, "time_budget_s": budget,
                  "ema_epochs": ctx.config.ema_epochs if average else None}
+    on_epoch = None if tag is None else _progress_file(ctx.run_dir / PROGRESS / f"{tag}.json", tag)
     if spec_json is not None:
-        model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, **overrides)
+        model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, on_epoch,
+                                         **overrides)
     else:
         from defect_nas.nas.baselines import baseline_costs, baseline_model
 
@@ -102,9 +108,40 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
         torch.manual_seed(seed)
         model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx.task)
         cfg = replace(train_config(ctx.config, epochs, input_size, seed), **overrides)
-        summary = train_module(model, ds, ctx.split, cfg, ctx.teacher, runtime=ctx.runtime)
+        summary = train_module(model, ds, ctx.split, cfg, ctx.teacher, on_epoch, runtime=ctx.runtime)
         summary.update(baseline_costs(model, ds.images.shape[1], ds.images.shape[-1]))
     return summary, {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+PROGRESS = "progress"  # RUN/progress/<job>.json: each pool job's last epoch, while a phase runs
+
+
+def _progress_file(path: Path, tag: str) -> Callable[[int, float, dict], None]:
+    def on_epoch(epoch: int, score: float, record: dict) -> None:
+        write_json(path, {"job": tag, "epoch": epoch, "planned": record.get("planned"), "val": score,
+                          "seconds": record["seconds"]})
+
+    return on_epoch
+
+
+def wait_watched(futures: list[Future], run_dir: Path, phase: str, watch: Watch | None) -> None:
+    """Wait for a phase's jobs, showing their epochs to ``watch`` every 2 s (the live view)."""
+    folder = run_dir / PROGRESS
+    pending = set(futures)
+    try:
+        while pending:
+            _, pending = wait(pending, timeout=2)
+            if watch is None:
+                continue
+            jobs = []
+            for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                try:
+                    jobs.append(json.loads(f.read_text()))
+                except (OSError, ValueError):  # written atomically; gone if the phase ended meanwhile
+                    continue
+            watch(phase, jobs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fidelity(s: dict) -> str:
@@ -122,7 +159,7 @@ def promotion_candidates(rows: list[TrialRow], k: int, min_accuracy: float) -> l
 
 
 def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan: TimePlan, workers: int,
-            threads: int, log: Log) -> list[RungRecord]:
+            threads: int, log: Log, watch: Watch | None = None) -> list[RungRecord]:
     """Train each entrant at full resolution, one seed, ``workers`` at a time in equal time slots."""
     cfg = ctx.config
     start = time.time()
@@ -139,8 +176,9 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
     out = []
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
-                               cfg.seed, plan.promote_end, None, True, slot, False)
-                   for _, spec, _ in entrants]
+                               cfg.seed, plan.promote_end, None, True, slot, False, f"trial {number}")
+                   for number, spec, _ in entrants]
+        wait_watched(futures, ctx.run_dir, "rung 2", watch)
         for (number, spec, row), fut in zip(entrants, futures):
             entry = {"trial": number, "spec": spec, "proxy_val_accuracy": row["val_accuracy"],
                      "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"]}
@@ -172,7 +210,7 @@ def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float
 
 
 def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int, threads: int,
-                log: Log) -> list[tuple[dict, dict]]:
+                log: Log, watch: Watch | None = None) -> list[tuple[dict, dict]]:
     """The winner's seeds, all at once, each until its validation plateaus, its epoch cap, or the
     plan's end; returns (summary with learning curve, weights) per seed."""
     cfg = ctx.config
@@ -182,7 +220,9 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
-                               cfg.seed + s, plan.final_end, cfg.patience, False) for s in range(n)]
+                               cfg.seed + s, plan.final_end, cfg.patience, False, tag=f"seed {cfg.seed + s}")
+                   for s in range(n)]
+        wait_watched(futures, ctx.run_dir, "final", watch)
         runs = []
         for s, f in enumerate(futures):
             try:
@@ -193,7 +233,7 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
 
 
 def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, workers: int, threads: int,
-                    log: Log) -> tuple[list[dict], list[str]]:
+                    log: Log, watch: Watch | None = None) -> tuple[list[dict], list[str]]:
     """Baselines at the winner's final recipe (full resolution, same epoch cap and plateau rule,
     one seed) in the time left; a baseline that cannot run is skipped with the reason."""
     cfg = ctx.config
@@ -201,9 +241,11 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
     if end is not None and end - time.time() < 30:
         return [], [f"baselines skipped: {max(0.0, end - time.time()):.0f} s left in --time-budget"]
     rows, skipped = [], []
+    log(f"training baselines at the winner's final recipe: {', '.join(names)}")
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads, ctx.runtime.device) as pool:
         futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
-                                                     cfg.seed, end, cfg.patience) for b in names}
+                                                     cfg.seed, end, cfg.patience, tag=b) for b in names}
+        wait_watched(list(futures.values()), ctx.run_dir, "baselines", watch)
         for b, fut in futures.items():
             try:
                 s, _ = fut.result()

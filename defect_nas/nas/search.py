@@ -19,7 +19,8 @@ import optuna
 from safetensors.torch import load_file
 
 from defect_nas.core.cost import cost
-from defect_nas.core.files import write_csv, write_json
+from defect_nas.core.files import atomic_folder, write_csv, write_json
+from defect_nas.core.interrupts import deferred_sigint
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.pareto import pareto_front
@@ -39,6 +40,7 @@ from defect_nas.nas.engine import (
 from defect_nas.nas.export import model_card, save_model
 from defect_nas.nas.final import (
     TimePlan,
+    Watch,
     choose_winner,
     final_record,
     promote,
@@ -47,6 +49,7 @@ from defect_nas.nas.final import (
     train_final,
     write_curves,
 )
+from defect_nas.nas.latency import measure_designs, read_cache, with_latency
 from defect_nas.nas.procs import explore
 from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
@@ -128,8 +131,13 @@ def run_search(
         if incomplete:
             log(f"the search stopped early: {incomplete}")
         timeline["explore_s"] = round(time.time() - started - timeline["setup_s"], 1)
+        def watch(phase: str, jobs: list[dict]) -> None:  # the phases after exploration, epoch by epoch
+            if progress is not None:
+                progress(study, {"started": started, "end": plan.end, "phase": phase, "jobs": jobs})
+
         summary = write_results(ctx, study, run_dir, finalize=finalize and not (interrupted or incomplete), log=log,
-                                workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline)
+                                workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline,
+                                watch=watch)
         summary["interrupted"] = interrupted or bool(summary.get("interrupted"))
         summary["workers_died"] = deaths
         summary["incomplete"] = incomplete or None
@@ -149,15 +157,19 @@ class Outcome:
     baselines: list[dict] = field(default_factory=list)  # comparison rows
     retrained: bool = True  # False: the search trial's proxy weights (interrupted, or every seed failed)
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C after the winner's seeds trained (baselines cut short)
 
 
 def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, finalize: bool, log, workers: int,
-                  threads: int, plan: TimePlan, baselines: list[str], timeline: Timeline) -> RunSummary:
+                  threads: int, plan: TimePlan, baselines: list[str], timeline: Timeline,
+                  watch: Watch | None = None) -> RunSummary:
     """Tables, then (when ``finalize``) rung 2, the winner's seeds and baselines, then export and report."""
     cfg = ctx.config
     rows = write_tables(study, run_dir)
     summary = base_summary(cfg, study, run_dir)
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
+    if finalize and entrants:  # nothing trains now: the compared designs' latency, once each
+        rows = write_tables(study, run_dir, latency=measure_designs(study, rows, entrants, run_dir, threads, log))
     if not entrants:
         log("no trial finished: nothing to export")
         write_report(run_dir / "report.html", summary, rows)
@@ -166,28 +178,35 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     outcome = None
     if finalize:
         try:
-            outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log)
+            outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log, watch)
         except KeyboardInterrupt:  # Ctrl-C in the final phase: the best search trial is exported, said so
             log("interrupted in the final phase: exporting the best search trial as it is")
             summary["interrupted"] = True
     if outcome is None or not outcome.runs:
         outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
     summary["notes"] += outcome.notes
+    log(f"exporting the winner (trial {outcome.winner}) to {run_dir / 'winner'}")
     t = time.time()
-    exported = export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads)
-    summary["notes"] += exported.pop("notes", [])
-    summary.update(exported)
-    timeline["export_s"] = round(time.time() - t, 1)
-    timeline["wall_s"] = round(time.time() - plan.started, 1)
-    summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
-    write_report(run_dir / "report.html", summary, rows)
+    with deferred_sigint(lambda: log("interrupt received: finishing the export (seconds), then stopping; "
+                                     "Ctrl-C again to stop now")) as stopped:
+        exported = export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads)
+        summary["notes"] += exported.pop("notes", [])
+        summary.update(exported)
+        timeline["export_s"] = round(time.time() - t, 1)
+        timeline["wall_s"] = round(time.time() - plan.started, 1)
+        summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
+        write_report(run_dir / "report.html", summary, rows)
+    if stopped or outcome.interrupted:
+        summary["interrupted"] = True
     return summary
 
 
-def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False) -> list[TrialRow]:
-    """trials.csv and pareto.csv; the rows of every trial. A new run's phases drop the learning
-    curves of an earlier one (never plotted as this run's); ``report`` keeps them."""
-    rows = trial_rows(study)
+def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False,
+                 latency: dict | None = None) -> list[TrialRow]:
+    """trials.csv and pareto.csv; the rows of every trial, with the quiet latency measurements
+    (``latency``, else latency.json's). A new run's phases drop the learning curves of an earlier
+    one (never plotted as this run's); ``report`` keeps them."""
+    rows = with_latency(trial_rows(study), latency if latency is not None else read_cache(run_dir))
     if not keep_curves:
         (run_dir / "learning_curves.csv").unlink(missing_ok=True)
     write_csv(run_dir / "trials.csv", rows)
@@ -216,26 +235,32 @@ def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSu
 
 
 def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSpec], plan: TimePlan, workers: int,
-           threads: int, baselines: list[str], timeline: Timeline, log) -> Outcome:
+           threads: int, baselines: list[str], timeline: Timeline, log, watch: Watch | None = None) -> Outcome:
     """Rung 2 (when more than one entrant), the winner's choice, its seeds, then baselines."""
     cfg = ctx.config
     t = time.time()
     promoted = []
     if len(entrants) > 1:
-        promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads, log)
+        promoted = promote(ctx, [(r["number"], specs[r["number"]], r) for r in entrants], plan, workers, threads, log,
+                           watch)
     timeline["promote_s"] = round(time.time() - t, 1)
     winner = entrants[0]["number"]
     if promoted:
         winner = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"]
     t = time.time()
-    runs = train_final(ctx, specs[winner], plan, workers, threads, log)
+    runs = train_final(ctx, specs[winner], plan, workers, threads, log, watch)
     timeline["final_s"] = round(time.time() - t, 1)
     write_curves(ctx.run_dir / "learning_curves.csv", promoted, runs, winner)
     outcome = Outcome(winner, runs, promoted)
     t = time.time()
     if baselines:
-        outcome.baselines, skipped = train_baselines(ctx, baselines, plan, workers, threads, log)
-        outcome.notes += skipped
+        try:
+            outcome.baselines, skipped = train_baselines(ctx, baselines, plan, workers, threads, log, watch)
+            outcome.notes += skipped
+        except KeyboardInterrupt:  # the winner's converged seeds are kept and exported; only baselines are lost
+            log("interrupted while training baselines: exporting the winner's trained seeds")
+            outcome.interrupted = True
+            outcome.notes.append("baselines not trained: interrupted")
     else:
         outcome.notes.append("baselines not trained: not asked for (--baselines resnet50,mobilenetv2-0.35,"
                              "prototypes trains them after the winner, at its final recipe)")
@@ -274,72 +299,74 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     deploy_spec = spec if size == spec.input_size else spec.at_size(size)
     model = build(deploy_spec)
     model.load_state_dict(best_state)
-    win_dir = run_dir / "winner"
-    save_model(model, deploy_spec, ctx.dataset.class_names, win_dir)
-    shape = (spec.in_channels, size, size)
-    eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, threads=threads)
-    onnx = measure_latency(model, shape, backend="onnx", batch_size_throughput=32, threads=threads)
-    metrics = best_s.get("test_metrics") or {}
-    epochs = [s.get("epochs_run") for s, _ in runs]
-    ema = f", weights' moving average over {cfg.ema_epochs:g} epochs" if cfg.ema_epochs else ""
-    fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
-                f"{cfg.patience}{ema})" if finalize else "search trial at proxy fidelity")
-    test_m = final["test_accuracy_mean"]
-    warning = None
-    if final["val_accuracy_mean"] < cfg.min_accuracy:  # exported anyway: the best there is, said plainly
-        warning = (f"the winner misses the accuracy floor: {final['val_accuracy_mean']:.2f}% validation < "
-                   f"--min-accuracy {cfg.min_accuracy:g} (no candidate reached it); check the data and labels, "
-                   "give the search more time, or lower the floor")
-    winner: WinnerRecord = {
-        "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
-        "trial": number,
-        "metric": best_s.get("metric", "accuracy"),
-        "test_accuracy": test_m,
-        "test_accuracy_mean": test_m,
-        "test_accuracy_std": final["test_accuracy_std"],
-        "test_accuracies": [s["test_accuracy"] for s in final["seeds"]],
-        "val_accuracy_mean": final["val_accuracy_mean"],
-        "macs": c.macs,
-        "params": c.params,
-        "netscore": measured_netscore(test_m, c.params, c.macs),
-        "seeds": len(runs),
-        "epochs_run": epochs,
-        "fidelity": fidelity,
-        "latency_ms": eager.latency_ms,
-        "latency_onnx_ms": onnx.latency_ms,
-        "throughput_img_s": eager.throughput_img_s,
-        "throughput_onnx_img_s": onnx.throughput_img_s,
-        "cpu": eager.cpu_model,
-        "threads": eager.threads,
-        "input_size": size,
-        "confusion": metrics.get("confusion"),
-        "class_names": list(ctx.dataset.class_names),
-        "per_class_accuracy": dict(zip(ctx.dataset.class_names, metrics.get("per_class_accuracy") or [])),
-        "retrained": finalize,
-        "warning": warning,
-        "final": final,
-        "netscore_definition": NETSCORE.describe(),
-    }
-    trial_row = next(r for r in rows if r["number"] == number)
-    chosen = next((p for p in promoted if p["trial"] == number), None)
-    comparison = [
-        {"name": "winner (final, mean of seeds)", "test_accuracy": test_m, "macs": c.macs, "params": c.params,
-         "netscore": winner["netscore"], "latency_ms": eager.latency_ms, "fidelity": fidelity},
-        *([{"name": "winner (rung 2)", "test_accuracy": chosen["test_accuracy"], "macs": c.macs, "params": c.params,
-            "netscore": measured_netscore(chosen["test_accuracy"], c.params, c.macs), "latency_ms": None,
-            "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
-        {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
-         "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],
-         "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
-        *outcome.baselines,
-    ]
-    data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint, "class_names": ctx.dataset.class_names,
-            "split_seed": cfg.split_seed, "sizes": ctx.split.sizes()}
-    exported = cost(deploy_spec)  # the card states what was exported (e.g. 32 px after an interrupted search)
-    card = {**winner, "macs": exported.macs, "params": exported.params, "strategy": cfg.strategy,
-            "spaces": ", ".join(cfg.spaces), "budget": f"{cfg.budget_flops / 1e6:g}M MACs +-{cfg.tolerance * 100:g}%"}
-    (win_dir / "MODEL_CARD.md").write_text(model_card(f"defect-nas winner of {run_dir.name}", deploy_spec, card, data))
-    write_json(win_dir / "metrics.json", winner)
+    with atomic_folder(run_dir / "winner") as win_dir:  # a half-written export never replaces a whole one
+        save_model(model, deploy_spec, ctx.dataset.class_names, win_dir)
+        shape = (spec.in_channels, size, size)
+        eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, threads=threads)
+        onnx = measure_latency(model, shape, backend="onnx", batch_size_throughput=32, threads=threads)
+        metrics = best_s.get("test_metrics") or {}
+        epochs = [s.get("epochs_run") for s, _ in runs]
+        ema = f", weights' moving average over {cfg.ema_epochs:g} epochs" if cfg.ema_epochs else ""
+        fidelity = (f"{len(runs)} seed(s) at {size}px, epochs run {epochs} (cap {cfg.final_epochs}, plateau patience "
+                    f"{cfg.patience}{ema})" if finalize else "search trial at proxy fidelity")
+        test_m = final["test_accuracy_mean"]
+        warning = None
+        if final["val_accuracy_mean"] < cfg.min_accuracy:  # exported anyway: the best there is, said plainly
+            warning = (f"the winner misses the accuracy floor: {final['val_accuracy_mean']:.2f}% validation < "
+                       f"--min-accuracy {cfg.min_accuracy:g} (no candidate reached it); check the data and labels, "
+                       "give the search more time, or lower the floor")
+        winner: WinnerRecord = {
+            "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
+            "trial": number,
+            "metric": best_s.get("metric", "accuracy"),
+            "test_accuracy": test_m,
+            "test_accuracy_mean": test_m,
+            "test_accuracy_std": final["test_accuracy_std"],
+            "test_accuracies": [s["test_accuracy"] for s in final["seeds"]],
+            "val_accuracy_mean": final["val_accuracy_mean"],
+            "macs": c.macs,
+            "params": c.params,
+            "netscore": measured_netscore(test_m, c.params, c.macs),
+            "seeds": len(runs),
+            "epochs_run": epochs,
+            "fidelity": fidelity,
+            "latency_ms": eager.latency_ms,
+            "latency_onnx_ms": onnx.latency_ms,
+            "throughput_img_s": eager.throughput_img_s,
+            "throughput_onnx_img_s": onnx.throughput_img_s,
+            "cpu": eager.cpu_model,
+            "threads": eager.threads,
+            "input_size": size,
+            "confusion": metrics.get("confusion"),
+            "class_names": list(ctx.dataset.class_names),
+            "per_class_accuracy": dict(zip(ctx.dataset.class_names, metrics.get("per_class_accuracy") or [])),
+            "retrained": finalize,
+            "warning": warning,
+            "final": final,
+            "netscore_definition": NETSCORE.describe(),
+        }
+        trial_row = next(r for r in rows if r["number"] == number)
+        chosen = next((p for p in promoted if p["trial"] == number), None)
+        comparison = [
+            {"name": "winner (final, mean of seeds)", "test_accuracy": test_m, "macs": c.macs, "params": c.params,
+             "netscore": winner["netscore"], "latency_ms": eager.latency_ms, "fidelity": fidelity},
+            *([{"name": "winner (rung 2)", "test_accuracy": chosen["test_accuracy"], "macs": c.macs, "params": c.params,
+                "netscore": measured_netscore(chosen["test_accuracy"], c.params, c.macs), "latency_ms": None,
+                "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
+            {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
+             "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],
+             "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
+            *outcome.baselines,
+        ]
+        data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint,
+                "class_names": ctx.dataset.class_names, "split_seed": cfg.split_seed, "sizes": ctx.split.sizes()}
+        exported = cost(deploy_spec)  # the card states what was exported (e.g. 32 px after an interrupted search)
+        budget = f"{cfg.budget_flops / 1e6:g}M MACs +-{cfg.tolerance * 100:g}%"
+        card = {**winner, "macs": exported.macs, "params": exported.params, "strategy": cfg.strategy,
+                "spaces": ", ".join(cfg.spaces), "budget": budget}
+        title = f"defect-nas winner of {run_dir.name}"
+        (win_dir / "MODEL_CARD.md").write_text(model_card(title, deploy_spec, card, data))
+        write_json(win_dir / "metrics.json", winner)
     promotion = [{**{k: v for k, v in p.items() if k not in ("spec", "history")}, "chosen": p["trial"] == number}
                  for p in promoted]
     out: RunSummary = {"winner": winner, "promotion": promotion, "comparison": comparison}

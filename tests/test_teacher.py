@@ -1,5 +1,7 @@
 """The teacher: trained once per (data, split, config), cached with its per-view logits."""
 
+import json
+
 import pytest
 import torch
 from datagen import learnable_dataset
@@ -66,3 +68,17 @@ def test_bad_teacher_options_are_clear():
         TeacherConfig(arch="resnet")
     with pytest.raises(DefectNasError, match="no such file"):
         TeacherConfig(weights_file="/nonexistent/vgg.pth")
+
+
+def test_a_teacher_cut_short_by_the_time_budget_is_cached_and_said_so_on_every_load(setup, tmp_path):
+    """A search gives a teacher not yet cached at most a share of its --time-budget; its workers
+    then load that same teacher, and each load says it is not the full training."""
+    ds, split = setup
+    long = TeacherConfig(init="scratch", epochs=10_000, input_size=32, fc_hidden=16)
+    first = ensure_teacher(ds, split, long, tmp_path, time_budget_s=3.0)
+    meta = json.loads((first.cache_dir / "meta.json").read_text())
+    assert not first.from_cache and meta["stop_reason"] == "time" and meta["epochs_run"] < 10_000
+    messages = []
+    again = ensure_teacher(ds, split, long, tmp_path, log=messages.append)
+    assert again.from_cache and any("cut short by a --time-budget" in m and "of 10000 epochs" in m
+                                    for m in messages)

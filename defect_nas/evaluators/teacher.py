@@ -152,8 +152,12 @@ def ensure_teacher(
     cache_root: Path | str | None = None,
     log: Callable[[str], None] = print,
     runtime: Runtime | None = None,
+    time_budget_s: float | None = None,
 ) -> Teacher:
-    """Load the cached teacher for this data, split and config, or train it (and cache it)."""
+    """Load the cached teacher for this data, split and config, or train it (and cache it).
+    ``time_budget_s`` caps the training (a search's share of its ``--time-budget``): a teacher cut
+    short is cached all the same, so the search's workers load the same one, and every later load
+    says it was cut short."""
     root = Path(cache_root) if cache_root else default_cache_dir()
     folder = root / "teachers" / cache_key(dataset, split, config)
     k, c = len(dataset.class_names), dataset.images.shape[1]
@@ -163,6 +167,9 @@ def ensure_teacher(
             model = build_teacher_for_load(config, k, c)
             model.load_state_dict(load_file(folder / "weights.safetensors"))
             logits = load_file(folder / "logits.safetensors")["train_views"]
+            if meta.get("stop_reason") == "time":
+                log(f"the cached teacher was cut short by a --time-budget: {meta['epochs_run']} of {config.epochs} "
+                    f"epochs, {meta['val_accuracy']:.2f}% validation; remove {folder} to train it in full")
             return Teacher(model, logits, meta["provenance"], meta["val_accuracy"], meta["test_accuracy"],
                            meta["test_metrics"], meta["seconds"], folder, True, config)
         except Exception as e:  # a damaged cache entry is rebuilt, never trusted
@@ -175,7 +182,8 @@ def ensure_teacher(
     provenance = getattr(model, "provenance", config.arch)
     data = train_data(dataset, split)
     tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
-                     optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed)
+                     optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed,
+                     time_budget_s=time_budget_s)
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
         f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s, "
         f"~{rec['seconds'] / e * (config.epochs - e) / 60:.0f} min left)"), runtime=runtime)
@@ -189,6 +197,7 @@ def ensure_teacher(
     meta = {"provenance": provenance, "initial_weights": "seeded", "val_accuracy": result.val_accuracy,
             "test_accuracy": test.accuracy,
             "test_metrics": test.to_dict(), "seconds": seconds, "config": config.to_dict(),
+            "stop_reason": result.stop_reason, "epochs_run": len(result.history),
             "dataset_fingerprint": dataset.fingerprint, "torch": torch.__version__}
     _write_cache(folder, model, logits, meta)
     return Teacher(model, logits, provenance, result.val_accuracy, test.accuracy, test.to_dict(), seconds,

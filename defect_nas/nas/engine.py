@@ -111,9 +111,13 @@ def check_choices(config: SearchConfig) -> None:
     baseline_names(config.baselines, config.spaces, None)
 
 
+TEACHER_SHARE = 0.3  # of --time-budget, at most, for a teacher not yet cached (it once took 16 of 20 minutes)
+
+
 def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None,
-                 runtime: Runtime | None = None) -> SearchContext:
-    """Data, split and teacher of a run, loaded in this process; ``runtime``: how it trains here."""
+                 runtime: Runtime | None = None, teacher_time_s: float | None = None) -> SearchContext:
+    """Data, split and teacher of a run, loaded in this process; ``runtime``: how it trains here;
+    ``teacher_time_s``: the most a teacher not yet cached may train."""
     dataset = load_dataset(config.dataset)
     if fingerprint and dataset.fingerprint != fingerprint:
         raise DefectNasError(
@@ -122,7 +126,8 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
         )
     split = make_split(dataset, seed=config.split_seed)
     tcfg = teacher_config(config)
-    teacher = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime) if tcfg else None
+    teacher = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime,
+                             time_budget_s=teacher_time_s) if tcfg else None
     return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime())
 
 

@@ -31,6 +31,7 @@ from defect_nas.evaluators.runinfo import environment
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
+    TEACHER_SHARE,
     SearchContext,
     create_or_load_study,
     enqueue_prototypes,
@@ -92,7 +93,8 @@ def run_search(
         storage = open_storage(url)  # an unreachable or conflicting study fails before anything is written
         study = create_or_load_study(config, storage, study_name)
         trials_before = len(study.trials)  # this session's workers seed their samplers apart from earlier ones
-        ctx = load_context(config, run_dir, log=log, runtime=runtime)
+        teacher_s = None if config.time_budget_s is None else TEACHER_SHARE * config.time_budget_s
+        ctx = load_context(config, run_dir, log=log, runtime=runtime, teacher_time_s=teacher_s)
         write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name,
                                              "device": runtime.device})
         write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads,

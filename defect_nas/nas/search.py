@@ -50,7 +50,7 @@ from defect_nas.nas.final import (
     train_final,
     write_curves,
 )
-from defect_nas.nas.latency import measure_designs, read_cache, with_latency
+from defect_nas.nas.latency import TIME_SHARE, measure_designs, read_cache, with_latency
 from defect_nas.nas.procs import explore
 from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
@@ -171,7 +171,9 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     summary = base_summary(cfg, study, run_dir)
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
     if finalize and entrants:  # nothing trains now: the compared designs' latency, once each
-        rows = write_tables(study, run_dir, latency=measure_designs(study, rows, entrants, run_dir, threads, log))
+        until = None if plan.end is None else time.time() + TIME_SHARE * max(0.0, plan.end - time.time())
+        timed = measure_designs(study, rows, entrants, run_dir, threads, log, until)
+        rows = write_tables(study, run_dir, latency=timed)
     if not entrants:
         log("no trial finished: nothing to export")
         write_report(run_dir / "report.html", summary, rows)

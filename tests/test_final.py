@@ -131,10 +131,10 @@ def test_a_phase_after_exploration_is_shown_epoch_by_epoch_and_leaves_no_progres
     from rich.console import Console
 
     from defect_nas.cli.progress import jobs_table
-    from defect_nas.nas.final import PROGRESS, _progress_file, wait_watched
+    from defect_nas.nas.final import PROGRESS, _progress_file, progress_path, wait_watched
 
     def job(tag: str) -> None:
-        write = _progress_file(tmp_path / PROGRESS / f"{tag}.json", tag)
+        write = _progress_file(progress_path(tmp_path, tag), tag)
         for epoch in (1, 2, 3):
             write(epoch, 90.0 + epoch, {"planned": 10, "seconds": 6.0 * epoch})
             time.sleep(1.5)
@@ -142,7 +142,7 @@ def test_a_phase_after_exploration_is_shown_epoch_by_epoch_and_leaves_no_progres
     seen = []
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(job, tag) for tag in ("seed 0", "seed 1")]
-        wait_watched(futures, tmp_path, "final", lambda phase, jobs: seen.append((phase, jobs)))
+        wait_watched(futures, ["seed 0", "seed 1"], tmp_path, "final", lambda phase, jobs: seen.append((phase, jobs)))
     phase, jobs = seen[-1]
     assert phase == "final" and sorted(j["job"] for j in jobs) == ["seed 0", "seed 1"]
     assert all(j["epoch"] == 3 and j["planned"] == 10 and j["val"] == 93.0 for j in jobs)

@@ -71,6 +71,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
     writable_folder(out, "--out")
     if "onnx-int8" not in formats:
+        for stale in ("model.int8.onnx", "int8_check.json"):  # an earlier export's, not this model's
+            (out / stale).unlink(missing_ok=True)
         written = save_model(model, spec, labels, out, formats)
     else:
         from defect_nas.evaluators.quantize import onnx_predictions

@@ -186,7 +186,7 @@ def ensure_teacher(
                      time_budget_s=time_budget_s)
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
         f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s, "
-        f"~{rec['seconds'] / e * (config.epochs - e) / 60:.0f} min left)"), runtime=runtime)
+        f"~{rec['seconds'] / e * (rec['planned'] - e) / 60:.0f} min left)"), runtime=runtime)
     test, _ = score_test(model, dataset, split, config.input_size)
     log("  teacher logits for the 8 views of each training image")
     logits = teacher_logits(model, dataset.images[split.train], config.input_size)  # on the training device

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
@@ -97,7 +98,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
     # 97.50% averaged; results/benchmarks/kd_converged.*)
     overrides = {"patience": patience, "time_budget_s": budget,
                  "ema_epochs": ctx.config.ema_epochs if average else None}
-    on_epoch = None if tag is None else _progress_file(ctx.run_dir / PROGRESS / f"{tag}.json", tag)
+    on_epoch = None if tag is None else _progress_file(progress_path(ctx.run_dir, tag), tag)
     if spec_json is not None:
         model, summary = train_candidate(ctx, ArchSpec.from_json(spec_json), epochs, input_size, seed, on_epoch,
                                          **overrides)
@@ -116,17 +117,24 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
 PROGRESS = "progress"  # RUN/progress/<job>.json: each pool job's last epoch, while a phase runs
 
 
+def progress_path(run_dir: Path, tag: str) -> Path:
+    """RUN/progress/<tag>.json, the tag made a file name (a prototype baseline is "residual/resnet-proto")."""
+    return run_dir / PROGRESS / (tag.replace("/", "_").replace(" ", "_") + ".json")
+
+
 def _progress_file(path: Path, tag: str) -> Callable[[int, float, dict], None]:
     def on_epoch(epoch: int, score: float, record: dict) -> None:
-        write_json(path, {"job": tag, "epoch": epoch, "planned": record.get("planned"), "val": score,
-                          "seconds": record["seconds"]})
+        try:
+            write_json(path, {"job": tag, "epoch": epoch, "planned": record.get("planned"), "val": score,
+                              "seconds": record["seconds"]})
+        except (OSError, DefectNasError):  # the live view is not worth a finalist's training
+            pass
 
     return on_epoch
 
 
-def wait_watched(futures: list[Future], run_dir: Path, phase: str, watch: Watch | None) -> None:
-    """Wait for a phase's jobs, showing their epochs to ``watch`` every 2 s (the live view)."""
-    folder = run_dir / PROGRESS
+def wait_watched(futures: list[Future], tags: list[str], run_dir: Path, phase: str, watch: Watch | None) -> None:
+    """Wait for a phase's jobs (``tags``), showing their epochs to ``watch`` every 2 s (the live view)."""
     pending = set(futures)
     try:
         while pending:
@@ -134,14 +142,19 @@ def wait_watched(futures: list[Future], run_dir: Path, phase: str, watch: Watch 
             if watch is None:
                 continue
             jobs = []
-            for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            for tag in tags:
                 try:
-                    jobs.append(json.loads(f.read_text()))
-                except (OSError, ValueError):  # written atomically; gone if the phase ended meanwhile
+                    jobs.append(json.loads(progress_path(run_dir, tag).read_text()))
+                except (OSError, ValueError):  # no epoch yet (files are written atomically)
                     continue
             watch(phase, jobs)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(run_dir / PROGRESS, ignore_errors=True)
+
+
+def clear_progress(run_dir: Path) -> None:
+    """A phase starts without another's (or a killed run's) job files."""
+    shutil.rmtree(run_dir / PROGRESS, ignore_errors=True)
 
 
 def _fidelity(s: dict) -> str:
@@ -174,11 +187,12 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
     log(f"rung 2: {len(entrants)} candidate(s) at full resolution, "
         + (f"{slot / 60:.1f} min each" if slot else f"{cfg.promote_epochs} epochs each"))
     out = []
+    clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
                                cfg.seed, plan.promote_end, None, True, slot, False, f"trial {number}")
                    for number, spec, _ in entrants]
-        wait_watched(futures, ctx.run_dir, "rung 2", watch)
+        wait_watched(futures, [f"trial {number}" for number, _, _ in entrants], ctx.run_dir, "rung 2", watch)
         for (number, spec, row), fut in zip(entrants, futures):
             entry = {"trial": number, "spec": spec, "proxy_val_accuracy": row["val_accuracy"],
                      "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"]}
@@ -218,11 +232,12 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     per = max(1, (workers * threads) // n)
     left = "" if plan.final_end is None else f", {max(0.0, plan.final_end - time.time()) / 60:.1f} min"
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
+    clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
                                cfg.seed + s, plan.final_end, cfg.patience, False, tag=f"seed {cfg.seed + s}")
                    for s in range(n)]
-        wait_watched(futures, ctx.run_dir, "final", watch)
+        wait_watched(futures, [f"seed {cfg.seed + s}" for s in range(n)], ctx.run_dir, "final", watch)
         runs = []
         for s, f in enumerate(futures):
             try:
@@ -242,10 +257,11 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
         return [], [f"baselines skipped: {max(0.0, end - time.time()):.0f} s left in --time-budget"]
     rows, skipped = [], []
     log(f"training baselines at the winner's final recipe: {', '.join(names)}")
+    clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads, ctx.runtime.device) as pool:
         futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
                                                      cfg.seed, end, cfg.patience, tag=b) for b in names}
-        wait_watched(list(futures.values()), ctx.run_dir, "baselines", watch)
+        wait_watched(list(futures.values()), names, ctx.run_dir, "baselines", watch)
         for b, fut in futures.items():
             try:
                 s, _ = fut.result()

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_json
 from defect_nas.core.pareto import pareto_front
 from defect_nas.core.spec import ArchSpec
@@ -64,7 +65,12 @@ def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[Tr
             log(f"{len(todo) - i} design(s) left untimed: their share of --time-budget is spent")
             break
         spec = ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"])
-        measured = stable_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), threads=threads)
+        try:
+            measured = stable_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size),
+                                      threads=threads)
+        except DefectNasError as e:  # e.g. an ONNX export that does not match: that design stays untimed
+            log(f"trial {r['number']} not timed: {str(e).splitlines()[0][:160]}")
+            continue
         cache[r["spec_digest"]] = {**measured.to_dict(), "trial": r["number"]}
         write_json(run_dir / "latency.json", cache)  # each one kept as it comes
     return cache

@@ -140,12 +140,16 @@ def run_search(
         summary = write_results(ctx, study, run_dir, finalize=finalize and not (interrupted or incomplete), log=log,
                                 workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline,
                                 watch=watch)
-        summary["interrupted"] = interrupted or bool(summary.get("interrupted"))
-        summary["workers_died"] = deaths
-        summary["incomplete"] = incomplete or None
-        timeline["wall_s"] = round(time.time() - started, 1)
-        summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
-        write_json(run_dir / "summary.json", summary)
+        with deferred_sigint(lambda: None) as stopped:  # the summary is written whole, Ctrl-C or not
+            summary["interrupted"] = interrupted or bool(summary.get("interrupted"))
+            summary["workers_died"] = deaths
+            summary["incomplete"] = incomplete or None
+            timeline["wall_s"] = round(time.time() - started, 1)
+            summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
+            write_json(run_dir / "summary.json", summary)
+        if stopped and not summary["interrupted"]:  # Ctrl-C during that write: said in the file too
+            summary["interrupted"] = True
+            write_json(run_dir / "summary.json", summary)
         return summary
 
 
@@ -170,10 +174,6 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     rows = write_tables(study, run_dir)
     summary = base_summary(cfg, study, run_dir)
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
-    if finalize and entrants:  # nothing trains now: the compared designs' latency, once each
-        until = None if plan.end is None else time.time() + TIME_SHARE * max(0.0, plan.end - time.time())
-        timed = measure_designs(study, rows, entrants, run_dir, threads, log, until)
-        rows = write_tables(study, run_dir, latency=timed)
     if not entrants:
         log("no trial finished: nothing to export")
         write_report(run_dir / "report.html", summary, rows)
@@ -182,6 +182,10 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     outcome = None
     if finalize:
         try:
+            # nothing trains now: the compared designs' latency, once each
+            until = None if plan.end is None else time.time() + TIME_SHARE * max(0.0, plan.end - time.time())
+            rows = write_tables(study, run_dir, latency=measure_designs(study, rows, entrants, run_dir, threads, log,
+                                                                         until))
             outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log, watch)
         except KeyboardInterrupt:  # Ctrl-C in the final phase: the best search trial is exported, said so
             log("interrupted in the final phase: exporting the best search trial as it is")
@@ -358,7 +362,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
                 "netscore": measured_netscore(chosen["test_accuracy"], c.params, c.macs), "latency_ms": None,
                 "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
             {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
-             "params": c.params, "netscore": trial_row["netscore"], "latency_ms": trial_row["latency_ms"],
+             "params": c.params, "netscore": trial_row["netscore"], "latency_ms": eager.latency_ms,  # same net
              "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
             *outcome.baselines,
         ]
@@ -396,6 +400,8 @@ def read_trials_csv(path: Path) -> list[TrialRow]:
         df = pd.read_csv(path).convert_dtypes()  # integer columns with empty cells stay integers
     except pd.errors.EmptyDataError:  # a study without trials
         return []
+    if "latency_search_ms" not in df.columns:  # written before latency was timed apart from training:
+        df["latency_search_ms"], df["latency_ms"] = df.get("latency_ms"), None  # its figure is the in-search one
     return df.astype(object).where(df.notna(), None).to_dict("records")
 
 

@@ -197,7 +197,9 @@ def ensure_teacher(
     meta = {"provenance": provenance, "initial_weights": "seeded", "val_accuracy": result.val_accuracy,
             "test_accuracy": test.accuracy,
             "test_metrics": test.to_dict(), "seconds": seconds, "config": config.to_dict(),
-            "stop_reason": result.stop_reason, "epochs_run": len(result.history),
+            # a schedule sized to the time budget ends as planned ("epochs") but short of config.epochs
+            "stop_reason": "time" if len(result.history) < config.epochs else result.stop_reason,
+            "epochs_run": len(result.history),
             "dataset_fingerprint": dataset.fingerprint, "torch": torch.__version__}
     _write_cache(folder, model, logits, meta)
     return Teacher(model, logits, provenance, result.val_accuracy, test.accuracy, test.to_dict(), seconds,

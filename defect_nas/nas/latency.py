@@ -25,6 +25,7 @@ from defect_nas.core.pareto import pareto_front
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.latency import cpu_model, stable_latency
 from defect_nas.nas.records import TrialRow
+from defect_nas.nas.rows import distinct
 from defect_nas.search_spaces.build import build
 
 MAX_DESIGNS = 24  # about 1.5 s each
@@ -37,12 +38,7 @@ def compared_designs(rows: list[TrialRow], entrants: list[TrialRow]) -> list[Tri
             and r["spec_digest"]]
     picked = [*entrants, *pareto_front(done, minimize=("params",)),
               *pareto_front(done, minimize=("latency_search_ms",))]
-    out, seen = [], set()
-    for r in picked:
-        if r["spec_digest"] not in seen:
-            seen.add(r["spec_digest"])
-            out.append(r)
-    return out[:MAX_DESIGNS]
+    return distinct(picked)[:MAX_DESIGNS]
 
 
 def read_cache(run_dir: Path) -> dict[str, Any]:

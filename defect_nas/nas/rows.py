@@ -61,12 +61,17 @@ def best_trials(rows: list[TrialRow], k: int, min_accuracy: float, by: str = "ac
         ranked = sorted(ok, key=lambda r: (-(r["netscore"] or 0), r["number"]))
     else:
         raise ValueError(f"best_trials by {by!r}: accuracy or netscore")
+    return distinct(ranked)[:k]
+
+
+def distinct(rows: list[TrialRow]) -> list[TrialRow]:
+    """The first row of each architecture (spec digest), in order."""
     out, seen = [], set()
-    for r in ranked:
+    for r in rows:
         if r["spec_digest"] not in seen:
             seen.add(r["spec_digest"])
             out.append(r)
-    return out[:k]
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -123,9 +123,10 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         f"- MACs: {summary.get('macs'):,} (2 x MACs: {2 * summary.get('macs', 0):,})"
         f" at {spec.input_size}x{spec.input_size}x{spec.in_channels}",
         f"- parameters: {summary.get('params'):,}",
-        f"- latency (batch 1): {summary.get('latency_ms', float('nan')):.2f} ms eager PyTorch, "
+        f"- latency (batch 1, fp32): {summary.get('latency_ms', float('nan')):.2f} ms eager PyTorch, "
         f"{summary.get('latency_onnx_ms', float('nan')):.2f} ms ONNX Runtime, on {summary.get('cpu', 'this CPU')} "
-        f"with {summary.get('threads', '?')} threads",
+        f"with {summary.get('threads', '?')} threads (int8: `defect-nas export RUN --format onnx-int8`, then "
+        "`defect-nas benchmark` on that folder)",
         "",
         "## How to use it",
         "",

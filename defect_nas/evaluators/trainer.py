@@ -267,7 +267,7 @@ def train(
         val, val_loss = _validate(kept, x_val, data)
         if ema is not None:  # the raw weights' score too, so a learning curve shows what the average adds
             raw, raw_loss = _validate(model, x_val, data)
-            record.update(val_accuracy_raw=raw.accuracy, val_loss_raw=raw_loss)
+            record.update(val_accuracy_raw=raw.accuracy, val_loss_raw=raw_loss, val_accuracy_avg=val.accuracy)
             if (getattr(raw, data.metric), -raw_loss) > (getattr(val, data.metric), -val_loss):
                 # validation picks between the two like it picks the epoch: on a short schedule the
                 # average can trail the raw weights (28 epochs: 97.50% vs 98.89%, README)

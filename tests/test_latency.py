@@ -19,8 +19,8 @@ from defect_nas.evaluators.latency import (
     export_onnx,
     measure_latency,
     ort_session,
-    stable_latency,
 )
+from defect_nas.evaluators.quiet_latency import stable_latency
 
 SHAPE = (1, 24, 24)
 FAST = dict(warmup=1, repeats=3, batch_size_throughput=4)

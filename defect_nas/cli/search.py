@@ -271,7 +271,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from defect_nas.nas.report import write_report
-    from defect_nas.nas.search import load_summary, read_trials_csv, write_tables
+    from defect_nas.nas.rows import load_summary, read_trials_csv
+    from defect_nas.nas.search import write_tables
     from defect_nas.nas.storage import open_storage, sqlite_url
 
     run_dir = Path(args.run)

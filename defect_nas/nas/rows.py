@@ -3,12 +3,14 @@ best of them (rung-2 entrants, the NetScore top-k); plain functions of optuna's 
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import optuna
 
 from defect_nas.core.netscore import measured_netscore
-from defect_nas.nas.records import TrialRow
+from defect_nas.nas.records import RunSummary, TrialRow
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
@@ -77,3 +79,21 @@ def distinct(rows: list[TrialRow]) -> list[TrialRow]:
 def mean_std(values: list[float]) -> tuple[float, float]:
     m = sum(values) / len(values)
     return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+
+
+def read_trials_csv(path: Path) -> list[TrialRow]:
+    """The rows of a written trials.csv, typed as ``trial_rows`` makes them (empty cells are None)."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path).convert_dtypes()  # integer columns with empty cells stay integers
+    except pd.errors.EmptyDataError:  # a study without trials
+        return []
+    if "latency_search_ms" not in df.columns:  # written before latency was timed apart from training:
+        df["latency_search_ms"], df["latency_ms"] = df.get("latency_ms"), None  # its figure is the in-search one
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def load_summary(run_dir: Path) -> RunSummary:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

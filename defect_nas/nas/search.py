@@ -8,7 +8,6 @@ folder: trials.csv, pareto.csv, learning_curves.csv, summary.json, report.html a
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -390,21 +389,3 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     return {"run_dir": summary["run_dir"], "winner": {k: w.get(k) for k in keep} if w else None,
             "trial_counts": summary["trial_counts"], "interrupted": summary.get("interrupted", False),
             "workers_died": summary.get("workers_died", 0), "incomplete": summary.get("incomplete")}
-
-
-def read_trials_csv(path: Path) -> list[TrialRow]:
-    """The rows of a written trials.csv, typed as ``trial_rows`` makes them (empty cells are None)."""
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path).convert_dtypes()  # integer columns with empty cells stay integers
-    except pd.errors.EmptyDataError:  # a study without trials
-        return []
-    if "latency_search_ms" not in df.columns:  # written before latency was timed apart from training:
-        df["latency_search_ms"], df["latency_ms"] = df.get("latency_ms"), None  # its figure is the in-search one
-    return df.astype(object).where(df.notna(), None).to_dict("records")
-
-
-def load_summary(run_dir: Path) -> RunSummary:
-    path = run_dir / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

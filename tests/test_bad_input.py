@@ -241,3 +241,8 @@ def test_a_pickle_disguised_as_safetensors_is_rejected_unrun(tmp_path, capsys):
     assert main(["predict", str(model), str(image)]) == 2
     one_line(capsys, "weights.safetensors")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_export_given_the_winner_folder_instead_of_the_run_names_the_run_folder(capsys):
+    assert main(["export", str(WINNER), "--format", "onnx-int8"]) == 2
+    one_line(capsys, "is a model folder; export takes the run folder")

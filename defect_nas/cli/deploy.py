@@ -49,6 +49,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     from defect_nas.search_spaces.build import build
 
     run_dir = Path(args.run)
+    if (run_dir / "arch.json").is_file() and not (run_dir / "config.json").is_file():
+        raise DefectNasError(f"{run_dir} is a model folder; export takes the run folder that holds it "
+                             f"(e.g. {run_dir.parent})")
     formats = tuple(args.format or ("safetensors", "onnx"))
     if args.trial is None:
         model, spec, labels = load_model(run_dir / "winner")

@@ -134,6 +134,9 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
             p.terminate()
         for p in procs.values():
             p.join(timeout=5)
+            if p.exitcode is None:  # still writing after 5 s: it must not tell a trial after we fail it
+                p.kill()
+                p.join()
             fail_orphaned_trials(study, p.pid)
         raise
     return deaths

@@ -127,6 +127,8 @@ def run_search(
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: stopping workers and writing results")
+        if storage_url is None:  # every local worker is gone: a trial one was cut in before it named
+            fail_orphaned_trials(study)  # its process (created, not yet tagged) is failed and re-queued too
         tick()  # the live table's last frame shows every trial's final state, not RUNNING
         incomplete = not interrupted and _incomplete(study, config, deadline)
         if incomplete:

@@ -1,8 +1,10 @@
 """How close does a winner run to this CPU's limit? ONNX Runtime fp32 and int8, side by side with ResNet-50.
 
-    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/throughput.py results/neu-100m [--repeats 20]
+    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/throughput.py results/neu-100m \
+        [results/neu-100m-latency ...] [--repeats 20]
 
-For the run's winner and ResNet-50 (torchvision, same input and classes; its weights do not change
+For each run's winner (named by its run folder; the first run's input size and training images are
+used for ResNet-50 and the GEMM) and ResNet-50 (torchvision, same input and classes; its weights do not change
 its speed) at the winner's input size: batch 1 and batch 64, 1 and 2 threads, fp32 (the exported
 ``model.onnx``) and int8 (``export --format onnx-int8``'s quantization, calibrated on the run's
 training images): images/s, achieved GFLOP/s (2 x MACs x img/s) and its fraction of the machine's
@@ -18,79 +20,49 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pandas as pd
-from onnx import TensorProto, helper
-from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.flops import fvcore_macs  # noqa: E402
-from defect_nas.evaluators.latency import cpu_model, export_onnx, measure_onnx_file, ort_session  # noqa: E402
+from defect_nas.evaluators.latency import cpu_model, export_onnx, measure_onnx_file  # noqa: E402
+from defect_nas.evaluators.peak import gemm_model, peak_gflops  # noqa: E402
 from defect_nas.evaluators.quantize import quantize_int8  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 from defect_nas.nas.baselines import baseline_model  # noqa: E402
 from defect_nas.nas.export import load_model, run_images  # noqa: E402
 
-GEMM = 1024
-
-
-def gemm_model(path: Path, precision: str) -> Path:
-    """A one-node graph: (GEMM x GEMM) @ (GEMM x GEMM), constant right-hand side."""
-    rng = np.random.default_rng(0)
-    if precision == "fp32":
-        b = helper.make_tensor("B", TensorProto.FLOAT, [GEMM, GEMM], rng.standard_normal((GEMM, GEMM)).astype(
-            np.float32).ravel())
-        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
-        a_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
-        inits = [b]
-    else:
-        b = helper.make_tensor("B", TensorProto.INT8, [GEMM, GEMM], rng.integers(-128, 127, GEMM * GEMM).astype(
-            np.int8).ravel())
-        za = helper.make_tensor("za", TensorProto.UINT8, [], [128])
-        zb = helper.make_tensor("zb", TensorProto.INT8, [], [0])
-        node = helper.make_node("MatMulInteger", ["A", "B", "za", "zb"], ["Y"])
-        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
-        inits = [b, za, zb]
-    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", a_type, [GEMM, GEMM])],
-                              [helper.make_tensor_value_info("Y", y_type, [GEMM, GEMM])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
-def peak_gflops(path: Path, precision: str, threads: int) -> float:
-    sess = ort_session(path, threads)
-    a = (np.random.default_rng(1).standard_normal((GEMM, GEMM)).astype(np.float32) if precision == "fp32"
-         else np.random.default_rng(1).integers(0, 255, (GEMM, GEMM)).astype(np.uint8))
-    seconds = Timer("run()", globals={"run": lambda: sess.run(None, {"A": a})}).blocked_autorange(min_run_time=1).median
-    return 2 * GEMM**3 / seconds / 1e9
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run")
+    ap.add_argument("runs", nargs="+", help="run folders whose winners to measure side by side")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", default="results/benchmarks/throughput")
     args = ap.parse_args()
-    run = Path(args.run)
-    model, spec, labels = load_model(run / "winner")
-    shape = (spec.in_channels, spec.input_size, spec.input_size)
-    calibration, _, _ = run_images(run, spec, labels)
-    resnet = baseline_model("resnet50", spec.in_channels, len(labels)).eval()
-    macs = {"winner": cost(spec).macs, "resnet50": fvcore_macs(resnet, spec.in_channels, spec.input_size)}
+    models, macs, shape, calibration, labels = {}, {}, None, None, None
+    for run in map(Path, args.runs):
+        model, spec, run_labels = load_model(run / "winner")
+        if shape is None:
+            shape = (spec.in_channels, spec.input_size, spec.input_size)
+            calibration, _, _ = run_images(run, spec, run_labels)
+            labels = run_labels
+        elif (spec.in_channels, spec.input_size, spec.input_size) != shape:
+            raise SystemExit(f"{run}: input {spec.input_size} px differs from the first run's; compare like with like")
+        models[run.name], macs[run.name] = model, cost(spec).macs
+    resnet = baseline_model("resnet50", shape[0], len(labels)).eval()
+    models["resnet50"], macs["resnet50"] = resnet, fvcore_macs(resnet, shape[0], shape[1])
     rows, peaks = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         files = {}
-        for name, m in (("winner", model), ("resnet50", resnet)):
+        for name, m in models.items():
             files[name, "fp32"] = export_onnx(m, shape, t / f"{name}.onnx")
             files[name, "int8"] = quantize_int8(files[name, "fp32"], calibration, t / f"{name}.int8.onnx")
         for precision in ("fp32", "int8"):
             g = gemm_model(t / f"gemm-{precision}.onnx", precision)
             for threads in (1, 2):
-                peaks[precision, threads] = peak_gflops(g, precision, threads)
+                peaks[precision, threads] = peak_gflops(precision, threads, model=g)
         for (name, precision), path in files.items():
             for threads in (1, 2):
                 for batch in (1, 64):
@@ -105,8 +77,9 @@ def main() -> None:
                                  "fraction_of_peak": round(gflops / peaks[precision, threads], 3)})
     df = pd.DataFrame(rows)
     for _, g in df.groupby(["precision", "threads", "batch"]):
-        w = g[g.model == "winner"].img_s.iloc[0] / g[g.model == "resnet50"].img_s.iloc[0]
-        df.loc[g.index[g.model == "winner"], "x_resnet50"] = round(w, 1)
+        ref = g[g.model == "resnet50"].img_s.iloc[0]
+        for i in g.index[g.model != "resnet50"]:
+            df.loc[i, "x_resnet50"] = round(df.loc[i, "img_s"] / ref, 1)
     print(f"{cpu_model()}; peak GFLOP/s (1024^3 GEMM, ONNX Runtime): "
           + ", ".join(f"{p} {n}t {v:.0f}" for (p, n), v in peaks.items()))
     print(df.to_string(index=False))

@@ -19,6 +19,7 @@ from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES
@@ -44,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
     p.add_argument("--strategy", choices=STRATEGIES.names(), default="tpe")
     p.add_argument("--nsga2-cost", choices=["macs", "latency"], default="macs")
+    p.add_argument("--objective", choices=OBJECTIVES.names(), default="netscore",
+                   help="what tpe/random maximise and rung 2 ranks by: netscore (accuracy, params, MACs), "
+                   "netscore-latency (MACs replaced by measured ONNX Runtime latency) or mnas "
+                   "(accuracy x (latency / --latency-target-ms)^-0.07)")
+    p.add_argument("--latency-target-ms", type=positive_float, help="mnas's target batch-1 latency")
     p.add_argument("--min-accuracy", type=float, default=95.0,
                    help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
     p.add_argument("--max-params", type=int)
@@ -143,7 +149,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
     config = SearchConfig(
         dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
-        nsga2_cost=args.nsga2_cost, min_accuracy=args.min_accuracy, trials=args.trials,
+        nsga2_cost=args.nsga2_cost, objective=args.objective, latency_target_ms=args.latency_target_ms,
+        min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
         pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
         explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.utility import OBJECTIVES
 
 NO_TEACHER = "none"
 
@@ -37,6 +38,8 @@ class SearchConfig:
     max_latency_ms: float | None = None
     strategy: str = "tpe"  # a registered strategy (nas.strategies.STRATEGIES)
     nsga2_cost: str = "macs"  # second objective of nsga2: "macs" | "latency"
+    objective: str = "netscore"  # single-objective utility: a name of core.utility.OBJECTIVES
+    latency_target_ms: float | None = None  # mnas's target latency T
     min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
     trials: int | None = None
     time_budget_s: float | None = None
@@ -74,6 +77,10 @@ class SearchConfig:
         problems = []
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"--objective {self.objective!r}: choose {', '.join(OBJECTIVES.names())}")
+        elif self.objective == "mnas" and not (self.latency_target_ms or 0) > 0:
+            problems.append("--objective mnas: give its target latency with --latency-target-ms (e.g. 1.0)")
         if not 0 < self.budget_flops <= MAX_BUDGET:
             problems.append(f"--budget-flops {self.budget_flops:g}: choose a positive budget up to {MAX_BUDGET:g} MACs"
                             " (the smallest the spaces reach is checked next, against your data)")

@@ -31,6 +31,7 @@ from defect_nas.core.errors import DefectNasError, Infeasible
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
+from defect_nas.core.utility import OBJECTIVES, utility
 from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runtime import Runtime
@@ -178,7 +179,8 @@ class Objective:
 
     def _reuse(self, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
         """Record ``same``'s result as this trial's without training again (``reused_from`` says so)."""
-        keys = ("latency_ms", "fidelity", "val_accuracy", "test_accuracy", "epochs_run", "train_seconds", "netscore")
+        keys = ("latency_ms", "fidelity", "val_accuracy", "test_accuracy", "epochs_run", "train_seconds", "netscore",
+                "utility")
         for key in keys:
             if key in same.user_attrs:
                 trial.set_user_attr(key, same.user_attrs[key])
@@ -220,8 +222,7 @@ class Objective:
             return self._reuse(trial, same)
         # timed beside other trials' training, so only a screen: the fastest of 7 runs (contention only adds
         # time), and the designs the run compares are timed again apart from training (nas/latency.py)
-        lat = measure_latency(build(spec), (spec.in_channels, spec.input_size, spec.input_size), backend="eager",
-                              batch_size_throughput=None, warmup=2, repeats=7).latency_ms_min
+        lat = screen_latency(spec, OBJECTIVES.get(cfg.objective).needs_latency)
         trial.set_user_attr("latency_ms", lat)
         self._latency_constraint(trial, lat)
         if cfg.max_latency_ms is not None and lat > cfg.max_latency_ms:
@@ -249,10 +250,11 @@ class Objective:
             raise
         finally:
             ctx.runtime.release()  # trials sharing a GPU get its memory back
-        score = measured_netscore(r["val_accuracy"], c.params, c.macs)
+        score = utility(cfg.objective, r["val_accuracy"], c.params, c.macs, lat, cfg.latency_target_ms)
         for key in ("val_accuracy", "test_accuracy", "epochs_run", "train_seconds"):
             trial.set_user_attr(key, r[key])
-        trial.set_user_attr("netscore", score)
+        trial.set_user_attr("netscore", measured_netscore(r["val_accuracy"], c.params, c.macs))
+        trial.set_user_attr("utility", score)
         self._floor_constraint(trial, r["val_accuracy"])
         weights = ctx.run_dir / "trials" / f"{trial.number}.safetensors"
         weights.parent.mkdir(exist_ok=True)
@@ -262,6 +264,21 @@ class Objective:
             cost2 = lat if cfg.nsga2_cost == "latency" else float(c.macs)
             return r["val_accuracy"], cost2, float(c.params)
         return score
+
+
+def screen_latency(spec: ArchSpec, deployed: bool) -> float:
+    """Batch-1 latency screen of a trial (fastest of 7: contention only adds time). When the objective
+    scores latency it is what deploys, ONNX Runtime; eager PyTorch (cheaper, no export) otherwise, and
+    when a design cannot be exported."""
+    shape = (spec.in_channels, spec.input_size, spec.input_size)
+    if deployed:
+        try:
+            return measure_latency(build(spec), shape, backend="onnx", batch_size_throughput=None, warmup=2,
+                                   repeats=7, threads=1).latency_ms_min
+        except DefectNasError:
+            pass
+    return measure_latency(build(spec), shape, backend="eager", batch_size_throughput=None, warmup=2,
+                           repeats=7).latency_ms_min
 
 
 def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0,

@@ -27,6 +27,7 @@ from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
+from defect_nas.core.utility import utility
 from defect_nas.nas import procs
 from defect_nas.nas.engine import SearchContext, train_config
 from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
@@ -195,13 +196,16 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
         wait_watched(futures, [f"trial {number}" for number, _, _ in entrants], ctx.run_dir, "rung 2", watch)
         for (number, spec, row), fut in zip(entrants, futures):
             entry = {"trial": number, "spec": spec, "proxy_val_accuracy": row["val_accuracy"],
-                     "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"]}
+                     "proxy_netscore": row["netscore"], "macs": row["macs"], "params": row["params"],
+                     "latency_ms": row.get("latency_ms") or row.get("latency_search_ms")}
             try:
                 s, _ = fut.result()
             except Exception as e:  # no time left, or the process died: that candidate only
                 log(f"rung 2: trial {number} skipped: {e.__class__.__name__}: {str(e)[:120]}")
                 continue
             entry.update(_rung_record(s, row["params"], row["macs"]))
+            entry["val_utility"] = utility(cfg.objective, s["val_accuracy"], row["params"], row["macs"],
+                                           entry["latency_ms"], cfg.latency_target_ms)
             out.append(entry)
     return out
 
@@ -215,12 +219,13 @@ def _rung_record(s: dict, params: int, macs: int) -> dict:
 
 
 def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float = 0.0) -> RungRecord:
-    """The best validation NetScore among rung-2 candidates within ``margin`` points of the best
-    rung-2 validation accuracy and above ``min_accuracy`` when any is (test is never looked at)."""
+    """The best validation utility (``--objective``: NetScore by default) among rung-2 candidates within
+    ``margin`` points of the best rung-2 validation accuracy and above ``min_accuracy`` when any is
+    (test is never looked at)."""
     best = max(p["val_accuracy"] for p in promoted)
     eligible = [p for p in promoted if p["val_accuracy"] >= best - margin]
     eligible = [p for p in eligible if p["val_accuracy"] >= min_accuracy] or eligible
-    return max(eligible, key=lambda p: (p["val_netscore"], -p["trial"]))
+    return max(eligible, key=lambda p: (p.get("val_utility", p["val_netscore"]), -p["trial"]))
 
 
 def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int, threads: int,

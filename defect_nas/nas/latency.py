@@ -24,11 +24,13 @@ from defect_nas.core.files import write_json
 from defect_nas.core.pareto import pareto_front
 from defect_nas.core.spec import ArchSpec
 from defect_nas.evaluators.latency import cpu_model
+from defect_nas.evaluators.peak import peak_gflops
 from defect_nas.evaluators.quiet_latency import stable_latency
 from defect_nas.nas.records import TrialRow
 from defect_nas.nas.rows import distinct
 from defect_nas.search_spaces.build import build
 
+PEAK = "peak"  # latency.json's key for the machine's measured peak (the others are spec digests)
 MAX_DESIGNS = 24  # about 1.5 s each
 TIME_SHARE = 0.03  # of the time the run has left after exploration: 65 s of a 60-minute run's 36 minutes
 
@@ -57,6 +59,10 @@ def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[Tr
             or cache[r["spec_digest"]].get("cpu_model") != cpu]
     if todo:
         log(f"timing {len(todo)} design(s) apart from training (ONNX Runtime, batch 1, {threads} thread(s))")
+    peak = cache.get(PEAK) or {}
+    if todo and (peak.get("threads"), peak.get("cpu_model")) != (threads, cpu):  # what the designs are set against
+        cache[PEAK] = {"gflops": round(peak_gflops("fp32", threads, min_run_time=0.5), 1), "threads": threads,
+                       "cpu_model": cpu, "what": "1024^3 fp32 GEMM, ONNX Runtime"}
     for i, r in enumerate(todo):
         if until is not None and time.time() > until:
             log(f"{len(todo) - i} design(s) left untimed: their share of --time-budget is spent")
@@ -74,9 +80,13 @@ def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[Tr
 
 
 def with_latency(rows: list[TrialRow], cache: dict[str, Any]) -> list[TrialRow]:
-    """Rows with ``latency_ms`` (and its ``latency_cv``) from the quiet measurement where there is one."""
+    """Rows with ``latency_ms`` (and its ``latency_cv``) from the quiet measurement where there is one,
+    and the GFLOP/s that latency achieves (2 x MACs per image) as a fraction of the measured peak."""
+    peak = (cache.get(PEAK) or {}).get("gflops")
     for r in rows:
         hit = cache.get(r["spec_digest"] or "")
         r["latency_ms"] = hit["latency_ms"] if hit else None
         r["latency_cv"] = hit["cv"] if hit else None
+        r["gflops"] = round(2 * r["macs"] / hit["latency_ms"] / 1e6, 1) if hit and r.get("macs") else None
+        r["fraction_of_peak"] = round(r["gflops"] / peak, 3) if r["gflops"] and peak else None
     return rows

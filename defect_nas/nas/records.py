@@ -30,7 +30,10 @@ class TrialRow(TypedDict):
     latency_search_ms: float | None  # eager, fastest of 7 runs beside training trials: a screen only
     latency_ms: float | None  # ONNX Runtime batch 1, timed apart from training (compared designs only)
     latency_cv: float | None  # spread of that measurement (std / mean of 5)
-    netscore: float | None  # from validation accuracy: the sampler's objective
+    gflops: float | None  # achieved at that latency: 2 x MACs / latency
+    fraction_of_peak: float | None  # of the machine's measured peak (latency.json "peak": a GEMM, same runtime)
+    netscore: float | None  # from validation accuracy
+    utility: float | None  # the sampler's objective (--objective; NetScore by default)
     constraint: float | None  # > 0: infeasible by that much
     feasible: bool
     within_caps: bool  # feasible but for the accuracy floor: may still win when nothing reaches the floor
@@ -87,6 +90,8 @@ class RungRecord(TypedDict):
     train_images_per_second: float
     input_size: int
     val_netscore: float
+    latency_ms: float | None  # ONNX Runtime batch 1, timed apart from training (else the search's screen)
+    val_utility: float  # --objective of validation accuracy: what the winner rule ranks by
     history: list[dict[str, Any]]
     fidelity: str
 
@@ -156,6 +161,8 @@ class RunSummary(TypedDict, total=False):
     run_dir: str
     trial_counts: dict[str, int]
     netscore_definition: str
+    objective: str  # what the search maximised (--objective), defined
+    peak: dict[str, Any] | None  # the machine's measured peak GFLOP/s the designs are set against
     description: str
     winner: WinnerRecord | None
     promotion: list[dict[str, Any]]  # rung-2 records without spec and history, plus "chosen"

@@ -16,7 +16,7 @@ from defect_nas.core.pareto import pareto_front  # noqa: E402
 
 PARAMS_LABEL = "parameters (MACs are pinned inside the budget band)"
 LATENCY_LABEL = "latency, batch 1 (ms, ONNX Runtime; timed after the search, apart from training)"
-SEARCH_LATENCY_LABEL = "latency, batch 1 (ms, eager; timed during the search beside training trials: a screen)"
+SEARCH_LATENCY_LABEL = "latency, batch 1 (ms; timed during the search beside training trials: a screen)"
 
 
 def _svg(fig) -> str:
@@ -173,7 +173,9 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         f"<h1>defect-nas search: {html.escape(summary.get('run', ''))}</h1>",
         f"<p>{html.escape(summary.get('description', ''))}</p>",
         f"<p>Trials: {html.escape(_counts(summary.get('trial_counts', {})))}. "
-        f"{html.escape(summary.get('netscore_definition', ''))}. Selection uses validation accuracy only; "
+        f"{html.escape(summary.get('netscore_definition', ''))}. "
+        + (f"Objective: {html.escape(summary['objective'])}. " if "objective" in summary else "")
+        + "Selection uses validation accuracy only; "
         "test accuracy is reported, never used to choose.</p>",
     ]
     parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in summary.get("notes", [])]
@@ -250,17 +252,25 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                          [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]
     if summary.get("promotion"):
         parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
-                  "validation NetScore among those within the accuracy margin of the best rung-2 validation "
-                  "accuracy.</p>",
+                  f"validation {html.escape(str(summary.get('objective', 'netscore')).split(':')[0])} among those "
+                  "within the accuracy margin of the best rung-2 validation accuracy.</p>",
                   _table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
                                                 ("proxy_val_accuracy", "proxy val %"), ("val_accuracy", "val %"),
                                                 ("test_accuracy", "test %"), ("epochs_run", "epochs"),
                                                 ("train_images_per_second", "img/s"), ("macs", "MACs"),
-                                                ("params", "params"), ("val_netscore", "NetScore (val)")])]
+                                                ("params", "params"), ("latency_ms", "ms"),
+                                                ("val_netscore", "NetScore (val)"),
+                                                ("val_utility", "objective (val)")])]
+    peak = (summary.get("peak") or {}).get("gflops")
     parts += ["<h2>All trials</h2>",
+              "<p>ms: ONNX Runtime batch-1 latency, timed apart from training (the compared designs); GFLOP/s: "
+              "2 x MACs / that latency" + (f", next to this machine's measured peak of {peak:g} GFLOP/s "
+                                           f"({html.escape(summary['peak']['what'])}, "
+                                           f"{summary['peak']['threads']} thread(s))" if peak else "") + ".</p>",
               _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
                             ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),
-                            ("test_accuracy", "test %"), ("latency_ms", "ms"), ("netscore", "NetScore"),
+                            ("test_accuracy", "test %"), ("latency_ms", "ms"), ("gflops", "GFLOP/s"),
+                            ("fraction_of_peak", "of peak"), ("netscore", "NetScore"), ("utility", "objective"),
                             ("constraint", "constraint"), ("epochs_run", "epochs")]),
               "</body></html>"]
     path.write_text("\n".join(parts))

@@ -40,8 +40,10 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
             "epochs_run": a.get("epochs_run", len(t.intermediate_values) or None),
             "val_accuracy": val, "test_accuracy": a.get("test_accuracy"), "latency_search_ms": a.get("latency_ms"),
             "latency_ms": None, "latency_cv": None,  # timed apart from training, for the compared designs
+            "gflops": None, "fraction_of_peak": None,
             "netscore": a.get("netscore") if a.get("netscore") is not None else (
                 measured_netscore(val, a["params"], a["macs"]) if val is not None and a.get("macs") else None),
+            "utility": a.get("utility", a.get("netscore")),
             "constraint": constraint, "feasible": constraint is None or constraint <= 0, "within_caps": within_caps,
             "infeasible_reason": a.get("infeasible"), "retry_of": a.get("retry_of"),
             "reused_from": a.get("reused_from"),
@@ -52,13 +54,13 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
 
 def best_trials(rows: list[TrialRow], k: int, min_accuracy: float, by: str = "accuracy") -> list[TrialRow]:
     """The k best finished, feasible, trained trials, one per architecture, ranked ``by`` validation
-    "accuracy" (ties to NetScore) or validation "netscore". Trials below ``min_accuracy`` count only
+    "accuracy" (ties to the search's utility) or validation "netscore". Trials below ``min_accuracy`` count only
     when none reaches it (the caller says so), so a finished search always has candidates."""
     done = [r for r in rows if r["state"] == "COMPLETE" and r.get("within_caps", r["feasible"])
             and r["val_accuracy"] is not None and r["spec_digest"]]
     ok = [r for r in done if r["val_accuracy"] >= min_accuracy] or done
     if by == "accuracy":
-        ranked = sorted(ok, key=lambda r: (-r["val_accuracy"], -(r["netscore"] or 0), r["number"]))
+        ranked = sorted(ok, key=lambda r: (-r["val_accuracy"], -(r.get("utility") or r["netscore"] or 0), r["number"]))
     elif by == "netscore":
         ranked = sorted(ok, key=lambda r: (-(r["netscore"] or 0), r["number"]))
     else:

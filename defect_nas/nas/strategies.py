@@ -33,7 +33,7 @@ def metric_names(config: SearchConfig) -> list[str]:
     """The objectives' names, as optuna-dashboard and ``study.trials_dataframe`` show them."""
     if strategy(config).multi_objective:
         return ["val_accuracy_pct", "latency_ms" if config.nsga2_cost == "latency" else "macs", "params"]
-    return ["val_netscore_db"]
+    return ["val_netscore_db" if config.objective == "netscore" else f"val_{config.objective.replace('-', '_')}"]
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "--strategy")

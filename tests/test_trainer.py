@@ -24,7 +24,8 @@ def data():
 
 def test_a_small_cnn_learns_the_task(data):
     ds, split, td = data
-    model = build(SPEC)
+    torch.manual_seed(0)  # the initialisation, not whatever tests ran before left in the global generator
+    model = build(SPEC)  # (8 initialisations: validation 92-100%, test 97-100%; CI once drew an 87% one unseeded)
     result = train(model, td, TrainConfig(epochs=8, batch_size=16, seed=0))
     test = evaluate(model, ds.images[split.test], ds.labels[split.test], ds.class_names)
     assert result.val_accuracy >= 90 and test.accuracy >= 85

@@ -241,3 +241,24 @@ def test_ctrl_c_while_baselines_train_keeps_and_exports_the_winners_trained_seed
     assert summary["interrupted"] is True and summary["winner"]["retrained"] is True
     assert summary["winner"]["epochs_run"] and "baselines not trained: interrupted" in summary["notes"]
     assert (run / "winner" / "weights.safetensors").is_file() and (run / "winner" / "model.onnx").is_file()
+
+
+def test_a_trial_cut_before_its_worker_tagged_it_is_failed_and_queued_again(parts, tmp_path, monkeypatch):
+    """Ctrl-C can land between optuna creating a worker's trial (RUNNING) and the worker naming its
+    process on it; that trial must not stay RUNNING (CI once saw it). Deterministic: exploration is
+    replaced by one that creates such a trial and is interrupted."""
+    from defect_nas.nas import search
+
+    def cut_explore(study, *args, **kwargs):
+        study.ask()  # RUNNING, no "worker" attribute yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "explore", cut_explore)
+    config = SearchConfig(dataset=str(parts), budget_flops=2e6, proxy_input_size=32, trials=2, min_accuracy=0)
+    summary = search.run_search(config, tmp_path / "run", log=lambda m: None)
+    study = optuna.load_study(study_name="run", storage=open_storage(f"sqlite:///{tmp_path / 'run' / 'study.db'}"))
+    states = [t.state for t in study.trials]
+    assert summary["interrupted"] is True and optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.FAIL in states  # failed, and (with the queued prototype) waiting to be retried
+    assert [t.user_attrs.get("retry_of") for t in study.trials if t.state == optuna.trial.TrialState.WAITING][-1] == \
+        next(t.number for t in study.trials if t.state == optuna.trial.TrialState.FAIL)

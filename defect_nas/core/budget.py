@@ -17,7 +17,7 @@ from defect_nas.core.errors import DefectNasError, Infeasible
 from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv
 
 MIN_WIDTH = 4
-_DIVISORS = (4, 1)  # prefer widths that are multiples of 4 (vectorise well), fall back to any width
+CHANNEL_MULTIPLE = 4  # fit prefers widths that are multiples of this (vectorise well), else any width
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def scale_widths(spec: ArchSpec, multiplier: float, divisor: int = 4) -> ArchSpe
     return spec.map_blocks(scale)
 
 
-def _width_fit(spec: ArchSpec, budget: Budget, size: int) -> ArchSpec | str:
+def _width_fit(spec: ArchSpec, budget: Budget, size: int, multiple: int = CHANNEL_MULTIPLE) -> ArchSpec | str:
     """Bisect the width multiplier; return a spec in the band or 'big' / 'small' / 'gap'."""
     widest = max(b.out for _, b in spec.blocks())
     lo_m, hi_m = MIN_WIDTH / widest / 2, MAX_WIDTH / widest
@@ -73,7 +73,7 @@ def _width_fit(spec: ArchSpec, budget: Budget, size: int) -> ArchSpec | str:
         return "big"
     if cost(scale_widths(spec, hi_m), size).macs < budget.low:
         return "small"
-    for divisor in _DIVISORS:
+    for divisor in dict.fromkeys((multiple, 1)):
         a, b = math.log(lo_m), math.log(hi_m)
         for _ in range(32):  # bisect towards the lower edge of the band; stop once inside it
             mid = (a + b) / 2
@@ -85,12 +85,14 @@ def _width_fit(spec: ArchSpec, budget: Budget, size: int) -> ArchSpec | str:
                 b = mid
             else:
                 a = mid
-    nudged = _nudge(scale_widths(spec, math.exp(a), 1), budget, size)
-    return nudged if nudged is not None else "gap"
+        nudged = _nudge(scale_widths(spec, math.exp(a), divisor), budget, size, step=divisor)
+        if nudged is not None:
+            return nudged
+    return "gap"
 
 
-def _nudge(spec: ArchSpec, budget: Budget, size: int, steps: int = 64) -> ArchSpec | None:
-    """From just below the band, widen single blocks one channel at a time (largest MACs that
+def _nudge(spec: ArchSpec, budget: Budget, size: int, steps: int = 64, step: int = 1) -> ArchSpec | None:
+    """From just below the band, widen single blocks ``step`` channels at a time (largest MACs that
     stay under the top of the band first): closes the gaps that a common multiplier jumps over."""
     current, m = spec, cost(spec, size).macs
     for _ in range(steps):
@@ -98,7 +100,7 @@ def _nudge(spec: ArchSpec, budget: Budget, size: int, steps: int = 64) -> ArchSp
             return current
         best = None
         for i in range(len(current.blocks())):
-            cand = _widen(current, i)
+            cand = _widen(current, i, step)
             cm = cost(cand, size).macs
             if m < cm <= budget.high and (best is None or cm > best[0]):
                 best = (cm, cand)
@@ -108,10 +110,10 @@ def _nudge(spec: ArchSpec, budget: Budget, size: int, steps: int = 64) -> ArchSp
     return current if budget.contains(m) else None
 
 
-def _widen(spec: ArchSpec, index: int) -> ArchSpec:
+def _widen(spec: ArchSpec, index: int, step: int = 1) -> ArchSpec:
     counter = iter(range(len(spec.blocks())))
     return spec.map_blocks(
-        lambda b: dataclasses.replace(b, out=min(MAX_WIDTH, b.out + 1)) if next(counter) == index else b
+        lambda b: dataclasses.replace(b, out=min(MAX_WIDTH, b.out + step)) if next(counter) == index else b
     )
 
 
@@ -150,14 +152,15 @@ def _deeper(spec: ArchSpec) -> ArchSpec | None:
     return dataclasses.replace(spec, stages=tuple(stages))
 
 
-def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None) -> ArchSpec:
-    """Return ``spec`` rescaled so its MACs lie in the budget's band, or raise Infeasible."""
+def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None, multiple: int = CHANNEL_MULTIPLE) -> ArchSpec:
+    """Return ``spec`` rescaled so its MACs lie in the budget's band, or raise Infeasible; widths are
+    multiples of ``multiple`` where one common width multiplier can hit the band that way."""
     size = spec.input_size if input_size is None else input_size
     current: ArchSpec | None = spec
     direction = 0
     for _ in range(2 * MAX_BLOCKS):
         assert current is not None
-        result = _width_fit(current, budget, size)
+        result = _width_fit(current, budget, size, multiple)
         if isinstance(result, ArchSpec):
             p = cost(result, size).params
             if budget.max_params is not None and p > budget.max_params:

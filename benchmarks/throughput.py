@@ -49,6 +49,8 @@ def main() -> None:
             labels = run_labels
         elif (spec.in_channels, spec.input_size, spec.input_size) != shape:
             raise SystemExit(f"{run}: input {spec.input_size} px differs from the first run's; compare like with like")
+        if run.name in models or run.name == "resnet50":
+            raise SystemExit(f"{run}: two models would be named {run.name!r}; give runs distinct folder names")
         models[run.name], macs[run.name] = model, cost(spec).macs
     resnet = baseline_model("resnet50", shape[0], len(labels)).eval()
     models["resnet50"], macs["resnet50"] = resnet, fvcore_macs(resnet, shape[0], shape[1])

@@ -260,5 +260,7 @@ def test_a_trial_cut_before_its_worker_tagged_it_is_failed_and_queued_again(part
     states = [t.state for t in study.trials]
     assert summary["interrupted"] is True and optuna.trial.TrialState.RUNNING not in states
     assert optuna.trial.TrialState.FAIL in states  # failed, and (with the queued prototype) waiting to be retried
-    assert [t.user_attrs.get("retry_of") for t in study.trials if t.state == optuna.trial.TrialState.WAITING][-1] == \
-        next(t.number for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    cut = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    retry = next(t for t in study.trials if t.state == optuna.trial.TrialState.WAITING)
+    assert retry.user_attrs["retry_of"] == cut.number
+    assert retry.user_attrs["prototype"] == cut.user_attrs["prototype"]  # the cut prototype is retried as one

@@ -76,8 +76,10 @@ def test_search_report_export_predict_and_resume(parts, tmp_path):
     assert split["fingerprint"] and all(not p.startswith("/") for p in split["test"])
 
     # the compared designs (here the rung-2 entrants and the fronts) timed apart from training, once each
-    timed = json.loads((run / "latency.json").read_text())
     rows = list(csv.DictReader((run / "trials.csv").open()))
+    timed = json.loads((run / "latency.json").read_text())
+    peak = timed.pop("peak")  # the machine's GEMM peak the designs are set against
+    assert peak["gflops"] > 0 and all(float(r["fraction_of_peak"]) > 0 for r in rows if r["latency_ms"])
     complete = [r for r in rows if r["state"] == "COMPLETE" and r["reused_from"] == ""]
     assert complete and all(float(r["latency_search_ms"]) > 0 for r in complete)
     assert {r["spec_digest"] for r in rows if r["latency_ms"]} == set(timed)

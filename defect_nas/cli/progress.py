@@ -42,7 +42,7 @@ def progress_table(study, info: dict) -> Table:
 
     rows = trial_rows(study)
     done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
-    scored = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r.get("netscore")]
+    scored = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r.get("utility")]
     elapsed = time.time() - info["started"]
     rate = len(done) / elapsed * 3600 if elapsed > 0 else 0.0
     eta = ""
@@ -52,7 +52,7 @@ def progress_table(study, info: dict) -> Table:
             eta += f", {max(0, info['end'] - time.time()) / 60:.0f} min of the run"
     elif info.get("n_trials") and rate > 0:
         eta = f"~{max(0, info['n_trials'] - len(done)) / rate * 60:.0f} min left"
-    best = max(scored, key=lambda r: r["netscore"], default=None)
+    best = max(scored, key=lambda r: r["utility"], default=None)  # by the search's objective
     title = f"{len(done)} trials done, {rate:.0f}/hour; {eta}"
     if best:
         title += (f"\nbest: #{best['number']} val {best['val_accuracy']:.1f}%, {millions(best['macs'])} MACs,"

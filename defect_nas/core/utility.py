@@ -58,3 +58,9 @@ def utility(objective: str, accuracy: float, params: float, macs: float, latency
     if target_ms is None or target_ms <= 0:
         raise DefectNasError("objective mnas: give its target latency with --latency-target-ms (e.g. 1.0)")
     return a * (latency_ms / target_ms) ** MNAS_W
+
+
+def describe_objective(config) -> str:
+    """``config.objective`` (a SearchConfig's) named and defined, for summary, report and card."""
+    text = f"{config.objective}: {OBJECTIVES.get(config.objective).describe}"
+    return text + (f", T = {config.latency_target_ms:g} ms" if config.objective == "mnas" else "")

@@ -179,8 +179,8 @@ class Objective:
 
     def _reuse(self, trial: optuna.Trial, same: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
         """Record ``same``'s result as this trial's without training again (``reused_from`` says so)."""
-        keys = ("latency_ms", "fidelity", "val_accuracy", "test_accuracy", "epochs_run", "train_seconds", "netscore",
-                "utility")
+        keys = ("latency_ms", "latency_backend", "fidelity", "val_accuracy", "test_accuracy", "epochs_run",
+                "train_seconds", "netscore", "utility")
         for key in keys:
             if key in same.user_attrs:
                 trial.set_user_attr(key, same.user_attrs[key])
@@ -222,8 +222,10 @@ class Objective:
             return self._reuse(trial, same)
         # timed beside other trials' training, so only a screen: the fastest of 7 runs (contention only adds
         # time), and the designs the run compares are timed again apart from training (nas/latency.py)
-        lat = screen_latency(spec, OBJECTIVES.get(cfg.objective).needs_latency)
+        lat, backend = screen_latency(spec, OBJECTIVES.get(cfg.objective).needs_latency
+                                      or (self.multi and cfg.nsga2_cost == "latency"))
         trial.set_user_attr("latency_ms", lat)
+        trial.set_user_attr("latency_backend", backend)
         self._latency_constraint(trial, lat)
         if cfg.max_latency_ms is not None and lat > cfg.max_latency_ms:
             return self._penalty()
@@ -266,19 +268,19 @@ class Objective:
         return score
 
 
-def screen_latency(spec: ArchSpec, deployed: bool) -> float:
-    """Batch-1 latency screen of a trial (fastest of 7: contention only adds time). When the objective
-    scores latency it is what deploys, ONNX Runtime; eager PyTorch (cheaper, no export) otherwise, and
-    when a design cannot be exported."""
+def screen_latency(spec: ArchSpec, deployed: bool) -> tuple[float, str]:
+    """Batch-1 latency screen of a trial (fastest of 7: contention only adds time) and its backend. When
+    the objective scores latency it is what deploys, ONNX Runtime; eager PyTorch (cheaper, no export)
+    otherwise, and when a design cannot be exported (``latency_backend`` in the trial says which)."""
     shape = (spec.in_channels, spec.input_size, spec.input_size)
     if deployed:
         try:
             return measure_latency(build(spec), shape, backend="onnx", batch_size_throughput=None, warmup=2,
-                                   repeats=7, threads=1).latency_ms_min
+                                   repeats=7, threads=1).latency_ms_min, "onnx"
         except DefectNasError:
             pass
     return measure_latency(build(spec), shape, backend="eager", batch_size_throughput=None, warmup=2,
-                           repeats=7).latency_ms_min
+                           repeats=7).latency_ms_min, "eager"
 
 
 def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0,

@@ -204,8 +204,12 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
                 log(f"rung 2: trial {number} skipped: {e.__class__.__name__}: {str(e)[:120]}")
                 continue
             entry.update(_rung_record(s, row["params"], row["macs"]))
-            entry["val_utility"] = utility(cfg.objective, s["val_accuracy"], row["params"], row["macs"],
-                                           entry["latency_ms"], cfg.latency_target_ms)
+            try:
+                entry["val_utility"] = utility(cfg.objective, s["val_accuracy"], row["params"], row["macs"],
+                                               entry["latency_ms"], cfg.latency_target_ms)
+            except DefectNasError as e:  # no latency for it: ranked by NetScore, said so
+                log(f"rung 2: trial {number} ranked by NetScore: {e}")
+                entry["val_utility"] = entry["val_netscore"]
             out.append(entry)
     return out
 

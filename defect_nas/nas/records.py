@@ -137,6 +137,7 @@ class WinnerRecord(TypedDict):
     warning: str | None  # e.g. below the accuracy floor: exported anyway, said in the terminal, report and card
     final: FinalRecord
     netscore_definition: str
+    objective: str
 
 
 class Timeline(TypedDict, total=False):

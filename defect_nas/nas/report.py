@@ -77,19 +77,22 @@ def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bo
     return _svg(fig)
 
 
-def _progress(rows: list[dict]) -> str:
-    done = sorted((r for r in rows if r.get("netscore") is not None and r["state"] == "COMPLETE" and r["feasible"]),
+def _progress(rows: list[dict], objective: str = "netscore") -> str:
+    """The search's objective (the sampler's, ``utility``; NetScore in runs made before it existed)
+    trial by trial, and the best so far."""
+    key = "utility" if any(r.get("utility") is not None for r in rows) else "netscore"
+    done = sorted((r for r in rows if r.get(key) is not None and r["state"] == "COMPLETE" and r["feasible"]),
                   key=lambda r: r["number"])
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     if done:
-        ax.scatter([r["number"] for r in done], [r["netscore"] for r in done], s=12, label="trial NetScore (val)")
+        ax.scatter([r["number"] for r in done], [r[key] for r in done], s=12, label=f"trial {objective} (val)")
         best, cur = [], float("-inf")
         for r in done:
-            cur = max(cur, r["netscore"])
+            cur = max(cur, r[key])
             best.append(cur)
         ax.step([r["number"] for r in done], best, where="post", c="tab:orange", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("NetScore (dB)")
+    ax.set_ylabel(objective)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _svg(fig)
@@ -164,6 +167,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     winner = summary.get("winner") or {}
     acc_name = "balanced acc" if winner.get("metric") == "balanced_accuracy" else "acc"
     wrow = next((r for r in rows if r["number"] == winner.get("trial")), None)
+    objective = str(summary.get("objective") or "netscore").split(":")[0]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>",
         "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
@@ -243,7 +247,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         "<h2>Pareto fronts</h2><div class='plots'>",
         f"<div>{_scatter(rows, 'params', PARAMS_LABEL, wrow, log=True, baselines=baseline_rows)}</div>",
         f"<div>{_latency_scatter(rows, wrow)}</div></div>",
-        "<h2>NetScore over the search</h2>", _progress(rows),
+        f"<h2>{html.escape(objective)} over the search</h2>", _progress(rows, objective),
     ]
     if winner.get("confusion"):
         parts += ["<h2>Winner: confusion matrix and per-class accuracy (test)</h2><div class='plots'>",
@@ -252,7 +256,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                          [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]
     if summary.get("promotion"):
         parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
-                  f"validation {html.escape(str(summary.get('objective', 'netscore')).split(':')[0])} among those "
+                  f"validation {html.escape(objective)} among those "
                   "within the accuracy margin of the best rung-2 validation accuracy.</p>",
                   _table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
                                                 ("proxy_val_accuracy", "proxy val %"), ("val_accuracy", "val %"),

@@ -25,7 +25,7 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.pareto import pareto_front
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
-from defect_nas.core.utility import OBJECTIVES
+from defect_nas.core.utility import describe_objective
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runinfo import environment
 from defect_nas.evaluators.runtime import Runtime
@@ -185,9 +185,8 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         try:
             # nothing trains now: the compared designs' latency, once each
             until = None if plan.end is None else time.time() + TIME_SHARE * max(0.0, plan.end - time.time())
-            rows = write_tables(study, run_dir, latency=measure_designs(study, rows, entrants, run_dir, threads, log,
-                                                                         until))
-            summary["peak"] = read_cache(run_dir).get(PEAK)
+            timed = measure_designs(study, rows, entrants, run_dir, threads, log, until)
+            rows, summary["peak"] = write_tables(study, run_dir, latency=timed), timed.get(PEAK)
             by_number = {r["number"]: r for r in rows}
             entrants = [by_number[r["number"]] for r in entrants]  # with their quiet latency, for the utility
             outcome = finish(ctx, entrants, specs, plan, workers, threads, baselines, timeline, log, watch)
@@ -235,8 +234,7 @@ def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSu
     return {
         "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
         "netscore_definition": NETSCORE.describe(),
-        "objective": f"{cfg.objective}: {OBJECTIVES.get(cfg.objective).describe}"
-                     + (f", T = {cfg.latency_target_ms:g} ms" if cfg.objective == "mnas" else ""),
+        "objective": describe_objective(cfg),
         "description": f"{cfg.strategy} over {', '.join(cfg.spaces)}; budget {cfg.budget_flops / 1e6:g}M MACs "
                        f"+-{cfg.tolerance * 100:g}%; rung 1: trials at {cfg.epochs} epochs / "
                        f"{_px(cfg.proxy_input_size)}; rung 2: top-{cfg.top_k} by proxy accuracy at "
@@ -357,9 +355,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
             "retrained": finalize,
             "warning": warning,
             "final": final,
-            "netscore_definition": NETSCORE.describe(),
-        "objective": f"{cfg.objective}: {OBJECTIVES.get(cfg.objective).describe}"
-                     + (f", T = {cfg.latency_target_ms:g} ms" if cfg.objective == "mnas" else ""),
+            "netscore_definition": NETSCORE.describe(), "objective": describe_objective(cfg),
         }
         trial_row = next(r for r in rows if r["number"] == number)
         chosen = next((p for p in promoted if p["trial"] == number), None)

@@ -118,6 +118,7 @@ def fail_orphaned_trials(study: optuna.Study, pid: int | None = None) -> int:
             continue
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         if "failed_trial" not in t.system_attrs and "retry_of" not in t.user_attrs:  # once, as the heartbeat does
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            keep = {k: t.user_attrs[k] for k in ("prototype",) if k in t.user_attrs}  # a prototype stays one
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)
         n += 1
     return n

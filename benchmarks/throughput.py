@@ -23,8 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
+from defect_nas.core.spec import ArchSpec  # noqa: E402
 from defect_nas.evaluators.flops import fvcore_macs  # noqa: E402
 from defect_nas.evaluators.latency import cpu_model, export_onnx, measure_onnx_file  # noqa: E402
 from defect_nas.evaluators.peak import gemm_model, peak_gflops  # noqa: E402
@@ -32,11 +35,15 @@ from defect_nas.evaluators.quantize import quantize_int8  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 from defect_nas.nas.baselines import baseline_model  # noqa: E402
 from defect_nas.nas.export import load_model, run_images  # noqa: E402
+from defect_nas.search_spaces.build import build  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run folders whose winners to measure side by side")
+    ap.add_argument("--arch", action="append", default=[], metavar="NAME=ARCH.json",
+                    help="also an architecture not exported (e.g. a rung-2 candidate), seeded random weights: "
+                    "speed does not depend on them")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", default="results/benchmarks/throughput")
     args = ap.parse_args()
@@ -52,6 +59,13 @@ def main() -> None:
         if run.name in models or run.name == "resnet50":
             raise SystemExit(f"{run}: two models would be named {run.name!r}; give runs distinct folder names")
         models[run.name], macs[run.name] = model, cost(spec).macs
+    for item in args.arch:
+        name, _, path = item.partition("=")
+        spec = ArchSpec.from_json(Path(path).read_text())
+        if (spec.in_channels, spec.input_size, spec.input_size) != shape or name in models:
+            raise SystemExit(f"--arch {item}: another input than the runs', or a name already used")
+        torch.manual_seed(0)
+        models[name], macs[name] = build(spec).eval(), cost(spec).macs
     resnet = baseline_model("resnet50", shape[0], len(labels)).eval()
     models["resnet50"], macs["resnet50"] = resnet, fvcore_macs(resnet, shape[0], shape[1])
     rows, peaks = [], {}

@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "netscore-latency (MACs replaced by measured ONNX Runtime latency) or mnas "
                    "(accuracy x (latency / --latency-target-ms)^-0.07)")
     p.add_argument("--latency-target-ms", type=positive_float, help="mnas's target batch-1 latency")
+    p.add_argument("--channel-multiple", type=int, default=4,
+                   help="budget fit prefers widths in multiples of this: 8 ran 25%% faster in ONNX Runtime at "
+                   "equal MACs (median of 16 specs, results/benchmarks/channel_multiple.*); accuracy not measured")
     p.add_argument("--min-accuracy", type=float, default=95.0,
                    help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
     p.add_argument("--max-params", type=int)
@@ -150,6 +153,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
         nsga2_cost=args.nsga2_cost, objective=args.objective, latency_target_ms=args.latency_target_ms,
+        channel_multiple=args.channel_multiple,
         min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
         pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
@@ -181,7 +185,7 @@ def check_budget_feasible(config: SearchConfig) -> None:
 
     ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written
     task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
-    budget = Budget(config.budget_flops, config.tolerance, config.max_params)
+    budget = Budget(config.budget_flops, config.tolerance, config.max_params, config.channel_multiple)
     reasons = []
     for s in config.spaces:
         space = get_space(s)

@@ -27,6 +27,7 @@ class Budget:
     target_macs: float = 100e6
     tolerance: float = 0.05
     max_params: int | None = None
+    channel_multiple: int = CHANNEL_MULTIPLE  # fit's preferred width step (benchmarks/channel_multiple.py)
 
     def __post_init__(self) -> None:
         if not (self.target_macs > 0 and math.isfinite(self.target_macs)):
@@ -35,6 +36,8 @@ class Budget:
             raise DefectNasError(f"budget: tolerance must be in (0, 1), got {self.tolerance}")
         if self.max_params is not None and self.max_params < 1:
             raise DefectNasError(f"budget: max params must be positive, got {self.max_params}")
+        if self.channel_multiple not in (1, 2, 4, 8, 16, 32):
+            raise DefectNasError(f"--channel-multiple {self.channel_multiple}: choose 1, 2, 4, 8, 16 or 32")
 
     @property
     def low(self) -> float:
@@ -152,10 +155,12 @@ def _deeper(spec: ArchSpec) -> ArchSpec | None:
     return dataclasses.replace(spec, stages=tuple(stages))
 
 
-def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None, multiple: int = CHANNEL_MULTIPLE) -> ArchSpec:
+def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None, multiple: int | None = None) -> ArchSpec:
     """Return ``spec`` rescaled so its MACs lie in the budget's band, or raise Infeasible; widths are
-    multiples of ``multiple`` where one common width multiplier can hit the band that way."""
+    multiples of ``multiple`` (default: the budget's ``channel_multiple``) where a common width
+    multiplier or per-block steps of it reach the band."""
     size = spec.input_size if input_size is None else input_size
+    multiple = multiple or budget.channel_multiple
     current: ArchSpec | None = spec
     direction = 0
     for _ in range(2 * MAX_BLOCKS):

@@ -40,6 +40,7 @@ class SearchConfig:
     nsga2_cost: str = "macs"  # second objective of nsga2: "macs" | "latency"
     objective: str = "netscore"  # single-objective utility: a name of core.utility.OBJECTIVES
     latency_target_ms: float | None = None  # mnas's target latency T
+    channel_multiple: int = 4  # budget.fit's preferred width step
     min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
     trials: int | None = None
     time_budget_s: float | None = None
@@ -81,6 +82,8 @@ class SearchConfig:
             problems.append(f"--objective {self.objective!r}: choose {', '.join(OBJECTIVES.names())}")
         elif self.objective == "mnas" and not (self.latency_target_ms or 0) > 0:
             problems.append("--objective mnas: give its target latency with --latency-target-ms (e.g. 1.0)")
+        if self.channel_multiple not in (1, 2, 4, 8, 16, 32):
+            problems.append(f"--channel-multiple {self.channel_multiple}: choose 1, 2, 4, 8, 16 or 32")
         if not 0 < self.budget_flops <= MAX_BUDGET:
             problems.append(f"--budget-flops {self.budget_flops:g}: choose a positive budget up to {MAX_BUDGET:g} MACs"
                             " (the smallest the spaces reach is checked next, against your data)")

@@ -89,7 +89,8 @@ class SearchContext:
 
     @property
     def budget(self) -> Budget:
-        return Budget(self.config.budget_flops, self.config.tolerance, self.config.max_params)
+        return Budget(self.config.budget_flops, self.config.tolerance, self.config.max_params,
+                      self.config.channel_multiple)
 
     def teacher_config(self) -> TeacherConfig | None:
         return teacher_config(self.config)

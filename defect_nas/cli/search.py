@@ -16,6 +16,7 @@ from defect_nas.cli.design import positive_float
 from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_args
 from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
+from defect_nas.core.budget import CHANNEL_MULTIPLE
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import SearchConfig
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "netscore-latency (MACs replaced by measured ONNX Runtime latency) or mnas "
                    "(accuracy x (latency / --latency-target-ms)^-0.07)")
     p.add_argument("--latency-target-ms", type=positive_float, help="mnas's target batch-1 latency")
-    p.add_argument("--channel-multiple", type=int, default=4,
+    p.add_argument("--channel-multiple", type=int, default=CHANNEL_MULTIPLE,
                    help="budget fit prefers widths in multiples of this: 8 ran 25%% faster in ONNX Runtime at "
                    "equal MACs (median of 16 specs, results/benchmarks/channel_multiple.*); accuracy not measured")
     p.add_argument("--min-accuracy", type=float, default=95.0,

@@ -18,6 +18,14 @@ from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv
 
 MIN_WIDTH = 4
 CHANNEL_MULTIPLE = 4  # fit prefers widths that are multiples of this (vectorise well), else any width
+CHANNEL_MULTIPLES = (1, 2, 4, 8, 16, 32)
+
+
+def channel_multiple_problem(multiple: int) -> str | None:
+    """The one-line error for a width multiple fit does not offer, else None (SearchConfig and Budget)."""
+    if multiple in CHANNEL_MULTIPLES:
+        return None
+    return f"--channel-multiple {multiple}: choose {', '.join(map(str, CHANNEL_MULTIPLES))}"
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,8 @@ class Budget:
             raise DefectNasError(f"budget: tolerance must be in (0, 1), got {self.tolerance}")
         if self.max_params is not None and self.max_params < 1:
             raise DefectNasError(f"budget: max params must be positive, got {self.max_params}")
-        if self.channel_multiple not in (1, 2, 4, 8, 16, 32):
-            raise DefectNasError(f"--channel-multiple {self.channel_multiple}: choose 1, 2, 4, 8, 16 or 32")
+        if problem := channel_multiple_problem(self.channel_multiple):
+            raise DefectNasError(problem)
 
     @property
     def low(self) -> float:

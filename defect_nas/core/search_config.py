@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from defect_nas.core.budget import CHANNEL_MULTIPLE, channel_multiple_problem
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.utility import OBJECTIVES
 
@@ -40,7 +41,7 @@ class SearchConfig:
     nsga2_cost: str = "macs"  # second objective of nsga2: "macs" | "latency"
     objective: str = "netscore"  # single-objective utility: a name of core.utility.OBJECTIVES
     latency_target_ms: float | None = None  # mnas's target latency T
-    channel_multiple: int = 4  # budget.fit's preferred width step
+    channel_multiple: int = CHANNEL_MULTIPLE  # budget.fit's preferred width step
     min_accuracy: float = 95.0  # percent, on validation: below it a candidate cannot win
     trials: int | None = None
     time_budget_s: float | None = None
@@ -82,8 +83,8 @@ class SearchConfig:
             problems.append(f"--objective {self.objective!r}: choose {', '.join(OBJECTIVES.names())}")
         elif self.objective == "mnas" and not (self.latency_target_ms or 0) > 0:
             problems.append("--objective mnas: give its target latency with --latency-target-ms (e.g. 1.0)")
-        if self.channel_multiple not in (1, 2, 4, 8, 16, 32):
-            problems.append(f"--channel-multiple {self.channel_multiple}: choose 1, 2, 4, 8, 16 or 32")
+        if problem := channel_multiple_problem(self.channel_multiple):
+            problems.append(problem)
         if not 0 < self.budget_flops <= MAX_BUDGET:
             problems.append(f"--budget-flops {self.budget_flops:g}: choose a positive budget up to {MAX_BUDGET:g} MACs"
                             " (the smallest the spaces reach is checked next, against your data)")

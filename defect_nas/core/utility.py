@@ -29,17 +29,16 @@ MNAS_W = -0.07  # MnasNet's soft constraint exponent (alpha = beta = -0.07)
 @dataclass(frozen=True)
 class Objective:
     needs_latency: bool
-    unit: str  # how the value reads in tables
     describe: str
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective", "--objective")
-OBJECTIVES.add("netscore", Objective(False, "dB", "NetScore = 20*log10(a^2 / (p^0.5 * m^0.5)), a = accuracy %, "
+OBJECTIVES.add("netscore", Objective(False, "NetScore = 20*log10(a^2 / (p^0.5 * m^0.5)), a = accuracy %, "
                                                   "p = params / 1e6, m = MACs / 1e9"))
-OBJECTIVES.add("netscore-latency", Objective(True, "dB", "latency NetScore = 20*log10(a^2 / (p^0.5 * t^0.5)), "
+OBJECTIVES.add("netscore-latency", Objective(True, "latency NetScore = 20*log10(a^2 / (p^0.5 * t^0.5)), "
                                                          "a = accuracy %, p = params / 1e6, t = ONNX Runtime "
                                                          "batch-1 latency in ms"))
-OBJECTIVES.add("mnas", Objective(True, "%", "MnasNet reward = a * (t / T)^-0.07, a = accuracy %, t = ONNX Runtime "
+OBJECTIVES.add("mnas", Objective(True, "MnasNet reward = a * (t / T)^-0.07, a = accuracy %, t = ONNX Runtime "
                                             "batch-1 latency, T = --latency-target-ms"))
 
 

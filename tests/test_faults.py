@@ -36,6 +36,26 @@ def _claim_all(url: str, barrier, out) -> None:
     out.put(got)
 
 
+def _start_up_and_sleep() -> None:
+    time.sleep(1)
+
+
+def test_a_ctrl_c_while_a_worker_starts_neither_kills_it_nor_prints_its_traceback():
+    """CI caught a worker importing torch when Ctrl-C reached the process group: it printed a
+    KeyboardInterrupt traceback before its own code could ignore SIGINT. Children started inside
+    children_ignore_sigint survive a SIGINT sent during their start-up, and the parent keeps its handler."""
+    from defect_nas.nas.procs import children_ignore_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    p = mp.get_context("spawn").Process(target=_start_up_and_sleep)
+    with children_ignore_sigint():
+        p.start()
+    os.kill(p.pid, signal.SIGINT)  # the child is still starting its interpreter
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_concurrent_claims_take_each_queued_trial_exactly_once(tmp_path):
     """Six processes claiming 40 queued trials on SQLite: before the fix, 66 claims of 40 trials
     (two workers trained the same trial and the second died on tell)."""

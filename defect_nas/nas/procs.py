@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +35,30 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Start child processes inside this: a spawned child imports torch for seconds before its own
+    code can ignore SIGINT, and a Ctrl-C in that window printed its KeyboardInterrupt traceback. An
+    ignored SIGINT survives exec and Python then leaves it ignored, so the search process ignores it
+    while it starts children (milliseconds) and restores its own handler at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Pool(ProcessPoolExecutor):
+    """A pool whose workers start with SIGINT ignored (they are spawned on submit)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        with children_ignore_sigint():
+            return super().submit(fn, *args, **kwargs)
+
+
 def _pool_init(config_dict: dict, run_dir: str, threads: int, device: str, counter) -> None:
     global _CTX
     from defect_nas.core.search_config import SearchConfig
@@ -61,7 +86,7 @@ def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
     over the GPUs with ``cuda``), the run's context loaded. Left by an exception (Ctrl-C), the
     workers are terminated at once: shutting down waited for their trainings (38 s to hang)."""
     spawn = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
+    pool = _Pool(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
                                initargs=(config_dict, str(run_dir), threads, device, spawn.Value("i", 0)))
     try:
         yield pool
@@ -105,7 +130,8 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
 
     def start(w: int, trials_before: int):
         p = spawn.Process(target=_search_worker, args=(*args[:4], w, *args[4:-1], trials_before), daemon=False)
-        p.start()
+        with children_ignore_sigint():
+            p.start()
         return p
 
     procs = {w: start(w, args[-1]) for w in range(workers)}

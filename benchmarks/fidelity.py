@@ -70,14 +70,30 @@ def gpu_reference(folder: Path | None) -> dict[str, float]:
 
 
 def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per proxy (size x rung epoch) and one for parameter count: Spearman and Kendall
-    against converged test accuracy (this CPU's where measured, else the GPU reference)."""
+    """Per space (residual, LW, and both pooled): one row per proxy (size x rung epoch) and one for
+    parameter count, Spearman and Kendall against converged test accuracy (this CPU's where
+    measured, else the GPU reference)."""
     conv = {r["spec"]: float(r["test_accuracy"]) for r in rows if r["kind"] == "converged"}
     confirmed = [(n, conv[n], gpu[n]) for n in conv if n in gpu]
     use_gpu = len(confirmed) >= 2
     target = {**(gpu if use_gpu else {}), **conv}
     source = {n: ("cpu" if n in conv else "gpu") for n in target}
-    proxies = [r for r in rows if r["kind"] == "proxy" and r["spec"] in target]
+    spaces = {"residual": {n for n in target if n[0] == "r"}, "lw": {n for n in target if n[0] == "l"}}
+    if all(spaces.values()):  # both spaces converged: also pooled, as a search over both ranks them
+        spaces["both"] = set(target)
+    out = []
+    for space, names in spaces.items():
+        out += _rank_rows(space, [r for r in rows if r["spec"] in names], {n: target[n] for n in names})
+    check = pd.DataFrame([{"spec": n, "cpu_test": c, "gpu_test": g} for n, c, g in confirmed])
+    table = pd.DataFrame(out)
+    table.attrs["sources"] = source
+    return table, check
+
+
+def _rank_rows(space: str, rows: list[dict], target: dict[str, float]) -> list[dict]:
+    """Spearman and Kendall of each proxy (size x rung epoch) and of parameter count against
+    ``target`` over the specs of ``space``; a row needs at least 4 specs."""
+    proxies = [r for r in rows if r["kind"] == "proxy"]
     out = []
     for size in sorted({int(r["input_size"]) for r in proxies}):
         for rung in RUNG_EPOCHS:
@@ -88,18 +104,17 @@ def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame,
                     pts.append((by[str(rung)], target[r["spec"]], float(r["seconds"]) * rung / int(r["epochs"])))
             if len(pts) >= 4:
                 x, y, sec = zip(*pts)
-                out.append({"proxy": f"{size}px x {rung} ep", "n": len(pts), "spearman": spearmanr(x, y).statistic,
-                            "kendall": kendalltau(x, y).statistic, "median_seconds": float(pd.Series(sec).median())})
+                out.append({"space": space, "proxy": f"{size}px x {rung} ep", "n": len(pts),
+                            "spearman": spearmanr(x, y).statistic, "kendall": kendalltau(x, y).statistic,
+                            "median_seconds": float(pd.Series(sec).median())})
     params = {r["spec"]: int(r["params"]) for r in rows}
     pts = [(params[n], target[n]) for n in target if n in params]
     if len(pts) >= 4:
         x, y = zip(*pts)
-        out.append({"proxy": "parameter count alone", "n": len(pts), "spearman": spearmanr(x, y).statistic,
-                    "kendall": kendalltau(x, y).statistic, "median_seconds": 0.0})
-    check = pd.DataFrame([{"spec": n, "cpu_test": c, "gpu_test": g} for n, c, g in confirmed])
-    table = pd.DataFrame(out)
-    table.attrs["sources"] = source
-    return table, check
+        out.append({"space": space, "proxy": "parameter count alone", "n": len(pts),
+                    "spearman": spearmanr(x, y).statistic, "kendall": kendalltau(x, y).statistic,
+                    "median_seconds": 0.0})
+    return out
 
 
 def main() -> None:

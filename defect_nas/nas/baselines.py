@@ -1,6 +1,7 @@
 """Reference networks trained beside the winner with the same trainer, by name (``--baselines``).
 
-Registered: ResNet-50 and MobileNetV2@0.35 (torchvision, first conv adapted to the input channels).
+Registered: ResNet-50, MobileNetV2@0.35 and ShuffleNetV2@0.5 (torchvision, first conv adapted to the
+input channels).
 Besides the registry, ``prototypes`` names every prototype of the searched spaces (``SPACE/NAME``)
 and ``none`` names nothing.
 """
@@ -35,6 +36,16 @@ def _mobilenetv2_035(in_channels: int, classes: int) -> torch.nn.Module:
     m = torchvision.models.mobilenet_v2(num_classes=classes, width_mult=0.35)
     old = m.features[0][0]
     m.features[0][0] = torch.nn.Conv2d(in_channels, old.out_channels, 3, 2, 1, bias=False)
+    return m
+
+
+@BASELINES.register("shufflenetv2-0.5")
+def _shufflenetv2_05(in_channels: int, classes: int) -> torch.nn.Module:
+    import torchvision
+
+    m = torchvision.models.shufflenet_v2_x0_5(num_classes=classes)
+    old = m.conv1[0]
+    m.conv1[0] = torch.nn.Conv2d(in_channels, old.out_channels, 3, 2, 1, bias=False)
     return m
 
 

@@ -75,3 +75,23 @@ def test_the_peak_is_a_real_measurement_of_this_machine():
     from defect_nas.evaluators.peak import peak_gflops
 
     assert 1.0 < peak_gflops("fp32", threads=1, min_run_time=0.2) < 10_000  # GFLOP/s of a 1024^3 GEMM
+
+
+def test_the_live_table_ranks_and_labels_trials_by_the_searchs_objective():
+    """Under --objective mnas the live view's "best" must be the objective's best, named as such, not
+    NetScore's (a user watching a latency search saw NetScore and a different best trial)."""
+    from rich.console import Console
+
+    from defect_nas.cli.progress import progress_table
+
+    study = optuna.create_study(direction="maximize")
+    for number, (netscore_value, mnas_value) in enumerate([(80.0, 90.0), (85.0, 95.0), (90.0, 92.0)]):
+        study.add_trial(optuna.trial.create_trial(
+            value=mnas_value, state=optuna.trial.TrialState.COMPLETE,
+            user_attrs={"val_accuracy": 97.0, "macs": 100e6, "params": 100_000 + number, "digest": f"d{number}",
+                        "netscore": netscore_value, "utility": mnas_value}))
+    console = Console(width=200, record=True)
+    console.print(progress_table(study, {"started": 0.0, "objective": "mnas"}))
+    text = console.export_text()
+    assert "best: #1 " in text and "mnas 95.00" in text  # NetScore's best would be #2
+    assert "NetScore" not in text

@@ -53,18 +53,20 @@ def progress_table(study, info: dict) -> Table:
     elif info.get("n_trials") and rate > 0:
         eta = f"~{max(0, info['n_trials'] - len(done)) / rate * 60:.0f} min left"
     best = max(scored, key=lambda r: r["utility"], default=None)  # by the search's objective
+    objective = info.get("objective", "netscore")
+    label = "NetScore" if objective == "netscore" else objective
     title = f"{len(done)} trials done, {rate:.0f}/hour; {eta}"
     if best:
         title += (f"\nbest: #{best['number']} val {best['val_accuracy']:.1f}%, {millions(best['macs'])} MACs,"
-                  f" NetScore {best['netscore']:.2f}")
+                  f" {label} {best['utility']:.2f}")
     table = Table(title=title)
-    for col in ("#", "state", "space", "MACs", "params", "val %", "NetScore", "s"):
+    for col in ("#", "state", "space", "MACs", "params", "val %", label, "s"):
         table.add_column(col)
     for r in rows[-10:]:
         table.add_row(str(r["number"]), r["state"], str(r["space"] or ""), millions(r["macs"]) if r["macs"] else "",
                       f"{r['params']:,}" if r["params"] else "",
                       f"{r['val_accuracy']:.1f}" if r["val_accuracy"] is not None else "",
-                      f"{r['netscore']:.2f}" if r["netscore"] else "",
+                      f"{r['utility']:.2f}" if r.get("utility") else "",
                       f"{r['duration_s']:.0f}" if r["duration_s"] else "")
     return table
 
@@ -81,6 +83,8 @@ def print_summary(summary: dict) -> None:
         f" {w['test_accuracy_std']:.2f}[/] ({w['seeds']} seeds), {w['macs']:,} MACs, {w['params']:,} params,"
         f" NetScore {w['netscore']:.2f} dB, {w['latency_ms']:.2f} ms eager / {w['latency_onnx_ms']:.2f} ms ONNX"
     )
+    if not str(summary.get("objective", "netscore:")).startswith("netscore:"):
+        console.print(f"chosen by: {summary['objective']}")
     console.print(f"trained: {w.get('fidelity')}; run took {summary.get('timeline', {}).get('wall_s', 0) / 60:.1f} min")
     for note in summary.get("notes", []):
         console.print(f"note: {note}")

@@ -117,7 +117,8 @@ def run_search(
 
         def tick() -> None:
             if progress is not None:
-                progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials, "end": plan.end})
+                progress(study, {"started": started, "deadline": deadline, "n_trials": config.trials, "end": plan.end,
+                                 "objective": config.objective})
 
         try:
             if config.trials is None or finished_count(study) < config.trials:

@@ -82,3 +82,36 @@ def test_a_teacher_cut_short_by_the_time_budget_is_cached_and_said_so_on_every_l
     again = ensure_teacher(ds, split, long, tmp_path, log=messages.append)
     assert again.from_cache and any("cut short by a --time-budget" in m and "of 10000 epochs" in m
                                     for m in messages)
+
+
+def test_a_scratch_bn_teacher_is_vgg16_with_batch_norm_and_reloads_as_trained(setup, tmp_path):
+    """Kim et al.'s scratch contrast needs a scratch VGG16 that learns: --teacher-init scratch-bn. Its
+    cache must reload with the batch norms (their running statistics are part of what was trained)."""
+    from defect_nas.evaluators.analysis import conv_activations
+
+    ds, split = setup
+    cfg = TeacherConfig(init="scratch-bn", epochs=1, input_size=32, fc_hidden=16)
+    first = ensure_teacher(ds, split, cfg, tmp_path)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in first.model.modules()) == 13
+    assert len(conv_activations(first.model)) == 13  # the analysis sees every conv through its batch norm
+    again = ensure_teacher(ds, split, cfg, tmp_path)
+    assert again.from_cache
+    x = ds.images[split.train][:4]
+    assert torch.allclose(predict_logits(again.model, x, input_size=32), first.logits[:4, 0], atol=1e-2)
+    assert cache_key(ds, split, cfg) != cache_key(ds, split, CFG)
+
+
+def test_freezing_counts_vgg16_blocks_with_or_without_batch_norm():
+    from defect_nas.evaluators.teacher import build_teacher
+
+    for init in ("scratch", "scratch-bn"):
+        model = build_teacher(TeacherConfig(init=init, freeze_blocks=2, fc_hidden=16), 3, 1)
+        frozen = [not p.requires_grad for p in model.features.parameters()]
+        convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+        assert [all(not p.requires_grad for p in c.parameters()) for c in convs] == [True] * 4 + [False] * 9
+        assert any(frozen) and not all(frozen)
+
+
+def test_scratch_bn_is_for_vgg16_only():
+    with pytest.raises(DefectNasError, match="scratch-bn adds batch norm to VGG16"):
+        TeacherConfig(arch="efficientnet-lite0", init="scratch-bn")

@@ -1,6 +1,6 @@
 """``defect-nas analyze``: Kim et al.'s per-layer analyses of a teacher or an exported model.
 
-    defect-nas analyze teacher --dataset neu [--teacher-init imagenet|scratch --teacher-epochs 30 ...]
+    defect-nas analyze teacher --dataset neu [--teacher-init imagenet|scratch|scratch-bn --teacher-epochs 30 ...]
     defect-nas analyze results/neu-100m/winner --dataset neu
          [--images 240] [--k 5] [--out results/analysis/NAME]
 
@@ -86,7 +86,7 @@ def _teacher(args: argparse.Namespace, dataset, split, runtime):
     t = ensure_teacher(dataset, split, cfg, args.cache, log=lambda m: console.print(m, style="dim"), runtime=runtime)
     meta = json.loads((t.cache_dir / "meta.json").read_text())
     initial = None  # ImageNet conv weights are fixed; a random init is known only if it was seeded
-    if cfg.init != "scratch" or meta.get("initial_weights") == "seeded":
+    if not cfg.init.startswith("scratch") or meta.get("initial_weights") == "seeded":
         torch.manual_seed(cfg.seed)  # the same initial weights the teacher started from (ensure_teacher seeds so)
         initial = build_teacher(cfg, len(dataset.class_names), dataset.images.shape[1])
     name = f"teacher-{cfg.arch}-{cfg.init}-{cfg.epochs}ep-{cfg.input_size}px"

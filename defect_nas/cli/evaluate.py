@@ -18,7 +18,7 @@ from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
 from defect_nas.evaluators.runtime import DEVICES_HELP, Runtime
-from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher, teacher_choices, teacher_config
+from defect_nas.evaluators.teacher import INITS, TeacherConfig, ensure_teacher, teacher_choices, teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.search_spaces.base import Task, get_space
 
@@ -87,7 +87,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: bool = True, **teacher_help) -> None:
     """The teacher flags of ``train``, ``teacher`` and ``search`` (one list, read from the registry)."""
     p.add_argument("--teacher", choices=teacher_choices(), default=default, **teacher_help)
-    p.add_argument("--teacher-init", choices=["imagenet", "scratch"], default="imagenet")
+    p.add_argument("--teacher-init", choices=INITS, default="imagenet",
+                   help="imagenet (transfer), scratch (random), scratch-bn (random, VGG16 with batch norm)")
     p.add_argument("--teacher-weights", help="state dict of torchvision VGG16 (or its features) to start from")
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--teacher-input-size", type=int, default=128)

@@ -32,8 +32,7 @@ from defect_nas.evaluators.scoring import score_test, train_data
 from defect_nas.evaluators.trainer import TrainConfig, predict_logits, train
 
 CACHE_VERSION = "teacher-v2"  # v2: test scored through evaluators.scoring (DAGM image vote)
-# VGG16 features index where each of its five conv blocks starts (after each max-pool)
-VGG_BLOCK_STARTS = (0, 5, 10, 17, 24, 31)
+INITS = ("imagenet", "scratch", "scratch-bn")  # scratch-bn: VGG16 with batch norm (VGG16-BN), random init
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class TeacherConfig:
     size and epochs are reduced for a CPU budget (VGG16 costs 12 GMACs per 200x200 image)."""
 
     arch: str = "vgg16"  # "vgg16" | "efficientnet-lite0"
-    init: str = "imagenet"  # "imagenet" | "scratch"
+    init: str = "imagenet"  # one of INITS
     weights_file: str | None = None
     input_size: int = 128
     epochs: int = 8
@@ -55,8 +54,11 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if self.arch not in TEACHERS:
             raise DefectNasError(f"unknown teacher {self.arch!r}: choose --teacher {', '.join(teacher_choices())}")
-        if self.init not in ("imagenet", "scratch"):
-            raise DefectNasError(f"--teacher-init {self.init!r}: choose imagenet or scratch")
+        if self.init not in INITS:
+            raise DefectNasError(f"--teacher-init {self.init!r}: choose {', '.join(INITS)}")
+        if self.init == "scratch-bn" and self.arch != "vgg16":
+            raise DefectNasError(f"--teacher-init scratch-bn adds batch norm to VGG16; {self.arch} has its own: "
+                                 "use --teacher-init scratch")
         if not 0 <= self.freeze_blocks <= 5:
             raise DefectNasError(f"--teacher-freeze {self.freeze_blocks}: VGG16 has 5 conv blocks (0..5)")
         if self.weights_file and not Path(self.weights_file).is_file():
@@ -103,14 +105,17 @@ def _file_digest(path: str) -> str:
 
 
 def _vgg16(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
-    source = "scratch" if config.init == "scratch" else ("file" if config.weights_file else "auto")
-    model = build_vgg16_teacher(
-        num_classes, in_channels, source, weights_file=config.weights_file, fc_hidden=config.fc_hidden
-    )
-    for i, layer in enumerate(model.features):
-        if i < VGG_BLOCK_STARTS[config.freeze_blocks]:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+    scratch = config.init.startswith("scratch")
+    source = "scratch" if scratch else ("file" if config.weights_file else "auto")
+    model = build_vgg16_teacher(num_classes, in_channels, source, weights_file=config.weights_file,
+                                fc_hidden=config.fc_hidden, batch_norm=config.init == "scratch-bn")
+    blocks_done = 0  # conv blocks end at their max-pool
+    for layer in model.features:
+        if blocks_done >= config.freeze_blocks:
+            break
+        for p in layer.parameters():
+            p.requires_grad_(False)
+        blocks_done += isinstance(layer, nn.MaxPool2d)
     return model
 
 
@@ -208,7 +213,8 @@ def ensure_teacher(
 
 def build_teacher_for_load(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
     """The teacher's architecture without fetching pretrained weights (they come from the cache)."""
-    return build_teacher(TeacherConfig(**{**config.to_dict(), "init": "scratch", "weights_file": None}),
+    init = config.init if config.init.startswith("scratch") else "scratch"
+    return build_teacher(TeacherConfig(**{**config.to_dict(), "init": init, "weights_file": None}),
                          num_classes, in_channels)
 
 

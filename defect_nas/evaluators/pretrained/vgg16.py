@@ -19,6 +19,7 @@ def load_vgg16_features(
     cache_dir: Path | str | None = None,
     file_convention: str = "torchvision",
     border: str = "neutral",
+    batch_norm: bool = False,
 ) -> tuple[nn.Sequential, str]:
     """VGG16 ``features`` with the weights of :func:`vgg16_feature_weights`, and their provenance.
 
@@ -31,7 +32,10 @@ def load_vgg16_features(
     if border not in ("neutral", "zeros"):
         raise DefectNasError(f"border must be 'neutral' or 'zeros', got {border!r}")
     sd, provenance, pad = _resolve_vgg16(source, weights_file, in_channels, cache_dir, file_convention)
-    features = vgg16_features(in_channels, pad_value=pad if border == "neutral" else (0.0,) * in_channels)
+    if batch_norm and sd is not None:
+        raise DefectNasError("VGG16's pretrained weights have no batch norm: batch norm is for a scratch teacher")
+    features = vgg16_features(in_channels, pad_value=pad if border == "neutral" else (0.0,) * in_channels,
+                              batch_norm=batch_norm)
     if sd is not None:
         missing, unexpected = features.load_state_dict(sd, strict=False)
         if missing != ["0.pad_value"] or unexpected:  # sd was checked: cannot happen
@@ -97,16 +101,18 @@ def build_vgg16_teacher(
     fc_hidden: int = 512,
     pool_size: int = 7,
     dropout: float = 0.5,
+    batch_norm: bool = False,
 ) -> VGG16Teacher:
     """VGG16 teacher whose 13 convs come from :func:`load_vgg16_features`; new FC layers.
 
     Input: float32 [N, in_channels, H, W] in [0, 1]. The weights' provenance is in ``.provenance``.
     Default head: avg-pool to 7x7, FC 25088-512-512-num_classes (VGG16's is 4096 wide: pass
-    ``fc_hidden=4096`` for Kim et al.'s shape).
+    ``fc_hidden=4096`` for Kim et al.'s shape). ``batch_norm``: VGG16-BN's features (scratch only),
+    which train from random weights where plain VGG16 stays at chance.
     """
     features, provenance = load_vgg16_features(
         source, weights_file=weights_file, in_channels=in_channels, cache_dir=cache_dir,
-        file_convention=file_convention, border=border,
+        file_convention=file_convention, border=border, batch_norm=batch_norm,
     )
     model = VGG16Teacher(num_classes, in_channels, fc_hidden=fc_hidden, pool_size=pool_size, dropout=dropout)
     model.features = features

@@ -50,18 +50,20 @@ _HOW_TO_GET_WEIGHTS = (
 )
 
 
-def vgg16_features(in_channels: int = 1, pad_value: tuple[float, ...] | None = None) -> nn.Sequential:
+def vgg16_features(in_channels: int = 1, pad_value: tuple[float, ...] | None = None,
+                   batch_norm: bool = False) -> nn.Sequential:
     """torchvision's VGG16 ``features`` (13 convs + ReLU + 5 max-pools), randomly initialised.
 
     conv1_1 takes ``in_channels`` inputs. ``pad_value=None``: a plain ``nn.Conv2d`` (exactly
     torchvision's module and keys); else a :class:`PadValueConv2d` padding with those raw values
-    (its state dict adds ``"0.pad_value"``). Built without torchvision's 120M-parameter classifier.
+    (its state dict adds ``"0.pad_value"``). ``batch_norm``: VGG16-BN's layout (conv-BN-ReLU).
+    Built without torchvision's 120M-parameter classifier.
     """
     from torchvision.models.vgg import cfgs, make_layers
 
     if in_channels not in (1, 3):
         raise DefectNasError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
-    features = make_layers(cfgs["D"], batch_norm=False)
+    features = make_layers(cfgs["D"], batch_norm=batch_norm)
     if in_channels != 3 or pad_value is not None:
         if pad_value is None:
             features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)

@@ -1,0 +1,156 @@
+"""Kim et al.'s student table on NEU: VGG-style students at 1/2 .. 1/128 of VGG16's filters, taught
+by L2 regression on the logits (their eq. 1) of a transfer-learned and of a scratch-trained teacher.
+
+    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/kim_students.py \
+        [--ratios 2 4 8 16 32 64 128] [--teachers imagenet scratch-bn] [--seeds 0 1 2] \
+        [--input-size 64] [--epochs 30] [--teacher-epochs 30] [--scratch-epochs 60] [--jobs 2]
+    .venv/bin/python benchmarks/kim_students.py --only table
+
+Students are their Table 1: five conv3 + max-pool layers of widths (64, 128, 256, 512, 512) / r
+(at least 1 filter), FC-4096, FC-classes, no batch norm (``search_spaces.vgg_student.student``).
+Each is trained by the trainer's recipe with ``kd="l2"`` and ``kd_alpha=1``: the labels play no
+part, the student only regresses the teacher's logits of each training image and view, as in
+the paper. Teachers are this repository's cached VGG16s (``evaluators.teacher``) trained at the
+students' input size: ``imagenet`` (transfer, ``--teacher-epochs``) and ``scratch-bn`` (random
+weights, VGG16 with batch norm so that it learns at all, ``--scratch-epochs``). Each training is
+appended to ``results/benchmarks/kim_students_runs.csv`` as it ends (the benchmark resumes and can
+be split across sessions); the table is ``results/benchmarks/kim_students.{csv,json}``.
+The paper's finding on DAGM: transfer-taught students keep their accuracy down to 1/128 of the
+filters; scratch-taught ones lose more than 5 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from defect_nas.core.files import append_csv_row, read_csv_rows, write_csv, write_json  # noqa: E402
+from defect_nas.evaluators.runinfo import environment  # noqa: E402
+
+FIELDS = ["teacher", "teacher_test_accuracy", "ratio", "widths", "input_size", "epochs", "seed", "params", "macs",
+          "val_accuracy", "test_accuracy", "best_epoch", "train_seconds", "device"]
+KEY = ("teacher", "ratio", "input_size", "epochs", "seed")
+VGG_WIDTHS = (64, 128, 256, 512, 512)
+PAPER = ("Kim et al. 2020 (DAGM): students taught by the transfer-learned VGG16 keep their accuracy down to 1/128 of "
+         "the filters; students of the scratch-trained VGG16 lose more than 5 points")
+
+
+def teacher_cfg(init: str, input_size: int, epochs: int):
+    from defect_nas.evaluators.teacher import TeacherConfig
+
+    return TeacherConfig(init=init, epochs=epochs, input_size=input_size)
+
+
+def widths(ratio: int) -> tuple[int, ...]:
+    return tuple(max(1, w // ratio) for w in VGG_WIDTHS)
+
+
+def one(init: str, t_epochs: int, ratio: int, input_size: int, epochs: int, seed: int, device: str) -> dict:
+    """One student in a worker process (1 thread on the CPU), its teacher loaded from the cache."""
+    from defect_nas.core.cost import cost
+    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.evaluators.run import train_spec
+    from defect_nas.evaluators.runtime import Runtime
+    from defect_nas.evaluators.teacher import ensure_teacher
+    from defect_nas.evaluators.trainer import TrainConfig
+    from defect_nas.search_spaces.base import Task
+    from defect_nas.search_spaces.vgg_student import student
+
+    runtime = Runtime(device=device, threads=1).apply()
+    ds = load_dataset("neu")
+    split = make_split(ds, seed=0)
+    teacher = ensure_teacher(ds, split, teacher_cfg(init, input_size, t_epochs), log=lambda m: None)
+    spec = student(Task(ds.images.shape[1], input_size, len(ds.class_names)), widths(ratio), name=f"kim/{ratio}")
+    cfg = TrainConfig(epochs=epochs, input_size=input_size, kd="l2", kd_alpha=1.0, seed=seed)
+    s = train_spec(spec, ds, split, cfg, teacher, latency=False, runtime=runtime).summary
+    c = cost(spec)
+    return {"teacher": init, "teacher_test_accuracy": teacher.test_accuracy, "ratio": ratio,
+            "widths": "-".join(map(str, widths(ratio))), "input_size": input_size, "epochs": epochs, "seed": seed,
+            "params": c.params, "macs": c.macs, "val_accuracy": s["val_accuracy"],
+            "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"],
+            "train_seconds": round(s["train_seconds"], 1), "device": runtime.device}
+
+
+def write_table(out: Path) -> pd.DataFrame:
+    df = pd.DataFrame(read_csv_rows(out / "kim_students_runs.csv"))
+    if df.empty:
+        return df
+    for c in ("test_accuracy", "teacher_test_accuracy", "params", "macs", "ratio", "train_seconds"):
+        df[c] = pd.to_numeric(df[c])
+    table = df.groupby(["teacher", "ratio", "widths", "input_size", "epochs"], sort=True).agg(
+        seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
+        test_min=("test_accuracy", "min"), teacher_test=("teacher_test_accuracy", "first"),
+        params=("params", "first"), macs=("macs", "first"),
+        train_seconds_median=("train_seconds", "median")).reset_index()
+    table["drop_from_teacher"] = table.teacher_test - table.test_mean
+    rows = table.astype(object).where(table.notna(), None).to_dict("records")
+    write_csv(out / "kim_students.csv", rows)
+    write_json(out / "kim_students.json", {
+        "table": rows, "paper": PAPER,
+        "protocol": {"students": "Kim et al. Table 1: conv3+maxpool x5, widths VGG16's / ratio (>= 1), FC-4096, "
+                                 "no batch norm",
+                     "train": "TrainConfig defaults (AdamW 2e-3, cosine, 8 views), kd l2 (eq. 1), kd_alpha 1: "
+                              "no label term", "split": "seed-0 split 1200/240/360",
+                     "target": "test accuracy of the best-validation epoch"},
+        "runs": df.to_dict(orient="records"), "environment": environment(None)})
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ratios", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
+    ap.add_argument("--teachers", nargs="+", default=["imagenet", "scratch-bn"], choices=["imagenet", "scratch-bn"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--teacher-epochs", type=int, default=30, help="the transfer teacher's epochs")
+    ap.add_argument("--scratch-epochs", type=int, default=60, help="the scratch teacher's epochs")
+    ap.add_argument("--jobs", type=int, default=2, help="students at once, one thread each")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", choices=["teachers", "table"])
+    ap.add_argument("--out", default="results/benchmarks")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_epochs = {"imagenet": args.teacher_epochs, "scratch-bn": args.scratch_epochs}
+    if args.only != "table":
+        from defect_nas.evaluators.data import load_dataset, make_split
+        from defect_nas.evaluators.runtime import Runtime
+        from defect_nas.evaluators.teacher import ensure_teacher
+
+        ds = load_dataset("neu")
+        split = make_split(ds, seed=0)
+        for init in args.teachers:  # trained (or loaded) once, before the students read the cache
+            t = ensure_teacher(ds, split, teacher_cfg(init, args.input_size, t_epochs[init]),
+                               runtime=Runtime(device=args.device).apply())
+            print(f"teacher {init}: {t.provenance}, test {t.test_accuracy:.2f}%, {t.seconds:.0f} s", flush=True)
+    if args.only is None:
+        runs_csv = out / "kim_students_runs.csv"
+        have = {tuple(r[k] for k in KEY) for r in read_csv_rows(runs_csv)}
+        jobs = [(init, t_epochs[init], r, args.input_size, args.epochs, seed) for seed in args.seeds
+                for init in args.teachers for r in args.ratios
+                if (init, str(r), str(args.input_size), str(args.epochs), str(seed)) not in have]
+        print(f"{len(jobs)} student(s) to train, {args.jobs} at a time", flush=True)
+        start = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for f in as_completed([pool.submit(one, *j, args.device) for j in jobs]):
+                row = f.result()
+                append_csv_row(runs_csv, row, FIELDS)
+                print(row, f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    table = write_table(out)
+    if not table.empty:
+        print(PAPER)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(json.dumps({"out": str(out)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resumable import run_jobs  # noqa: E402
+
 from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
@@ -164,15 +163,7 @@ def main() -> None:
             ds = load_dataset("neu")
             t = ensure_teacher(ds, make_split(ds, seed=0), teacher_cfg(args.teacher_epochs, args.teacher_input_size))
             print(f"teacher: {t.provenance}, test {t.test_accuracy:.2f}%", flush=True)
-        print(f"{len(jobs)} training(s) to run, {args.jobs} at a time", flush=True)
-        start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(one, *j, args.teacher_epochs, args.teacher_input_size) for j in jobs]
-            for f in as_completed(futures):
-                row = f.result()
-                append_csv_row(runs_csv, row, FIELDS)
-                print({k: row[k] for k in FIELDS if k != "val_by_epoch"},
-                      f"[{time.perf_counter() - start:.0f} s]", flush=True)
+        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.teacher_epochs, args.teacher_input_size))
     table = write_table(out, args.teacher_epochs, args.teacher_input_size, args.note)
     if not table.empty:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

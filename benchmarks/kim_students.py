@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from defect_nas.core.files import append_csv_row, read_csv_rows, write_csv, write_json  # noqa: E402
+from resumable import read_runs, run_jobs  # noqa: E402
+
+from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
 FIELDS = ["teacher", "teacher_test_accuracy", "ratio", "widths", "input_size", "epochs", "seed", "params", "macs",
@@ -80,11 +79,10 @@ def one(init: str, t_epochs: int, ratio: int, input_size: int, epochs: int, seed
 
 
 def write_table(out: Path) -> pd.DataFrame:
-    df = pd.DataFrame(read_csv_rows(out / "kim_students_runs.csv"))
+    df = read_runs(out / "kim_students_runs.csv",
+                   ("test_accuracy", "teacher_test_accuracy", "params", "macs", "ratio", "train_seconds"))
     if df.empty:
         return df
-    for c in ("test_accuracy", "teacher_test_accuracy", "params", "macs", "ratio", "train_seconds"):
-        df[c] = pd.to_numeric(df[c])
     table = df.groupby(["teacher", "ratio", "widths", "input_size", "epochs"], sort=True).agg(
         seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
         test_min=("test_accuracy", "min"), teacher_test=("teacher_test_accuracy", "first"),
@@ -138,13 +136,7 @@ def main() -> None:
         jobs = [(init, t_epochs[init], r, args.input_size, args.epochs, seed) for seed in args.seeds
                 for init in args.teachers for r in args.ratios
                 if (init, str(r), str(args.input_size), str(args.epochs), str(seed)) not in have]
-        print(f"{len(jobs)} student(s) to train, {args.jobs} at a time", flush=True)
-        start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for f in as_completed([pool.submit(one, *j, args.device) for j in jobs]):
-                row = f.result()
-                append_csv_row(runs_csv, row, FIELDS)
-                print(row, f"[{time.perf_counter() - start:.0f} s]", flush=True)
+        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.device,))
     table = write_table(out)
     if not table.empty:
         print(PAPER)

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from defect_nas.core.files import append_csv_row, read_csv_rows, write_csv, write_json  # noqa: E402
+from resumable import read_runs, run_jobs  # noqa: E402
+
+from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
 SPLITS = {"huang": {"test": 150, "val": 30}, "ours": {}}  # make_split keywords
@@ -103,11 +102,10 @@ def latencies(models: list[str], classes: int, input_size: int) -> dict[str, flo
 
 
 def write_table(out: Path) -> pd.DataFrame:
-    df = pd.DataFrame(read_csv_rows(out / "lw_table_runs.csv"))
+    df = read_runs(out / "lw_table_runs.csv",
+                   ("test_accuracy", "val_accuracy", "params", "macs", "train_seconds", "input_size"))
     if df.empty:
         return df
-    for c in ("test_accuracy", "val_accuracy", "params", "macs", "train_seconds", "input_size"):
-        df[c] = pd.to_numeric(df[c])
     group = ["model", "split", "input_size", "epochs"]
     table = df.groupby(group, sort=False).agg(
         seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
@@ -150,14 +148,7 @@ def main() -> None:
         have = {tuple(r[k] for k in KEY) for r in read_csv_rows(runs_csv)}
         jobs = [(m, sp, args.input_size, args.epochs, seed) for seed in args.seeds for sp in args.splits
                 for m in args.models if (m, sp, str(args.input_size), str(args.epochs), str(seed)) not in have]
-        print(f"{len(jobs)} training(s) to run, {args.jobs} at a time", flush=True)
-        start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for f in as_completed([pool.submit(one, *j, args.device) for j in jobs]):
-                row = f.result()
-                append_csv_row(runs_csv, row, FIELDS)
-                print({k: row[k] for k in FIELDS if k != "val_by_epoch"}, f"[{time.perf_counter() - start:.0f} s]",
-                      flush=True)
+        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.device,))
     table = write_table(out)
     if not table.empty:
         print(PAPER)

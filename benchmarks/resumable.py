@@ -1,0 +1,37 @@
+"""The job runner the long training benchmarks share: trainings in spawned processes, each row
+appended to the benchmark's runs CSV as it ends, so a benchmark resumes where it stopped and can
+be split across sessions."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import pandas as pd
+
+from defect_nas.core.files import append_csv_row, read_csv_rows
+
+
+def run_jobs(fn: Callable[..., dict], jobs: Sequence[tuple], runs_csv: Path, fields: list[str], workers: int,
+             extra: tuple = ()) -> None:
+    """``fn(*job, *extra)`` for every job, ``workers`` at once; ``fn`` returns the row to append."""
+    print(f"{len(jobs)} training(s) to run, {workers} at a time", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        for f in as_completed([pool.submit(fn, *job, *extra) for job in jobs]):
+            row = f.result()
+            append_csv_row(runs_csv, row, fields)
+            print({k: v for k, v in row.items() if k != "val_by_epoch"}, f"[{time.perf_counter() - start:.0f} s]",
+                  flush=True)
+
+
+def read_runs(runs_csv: Path, numeric: Sequence[str]) -> pd.DataFrame:
+    """The runs so far, ``numeric`` columns as numbers (empty cells NaN)."""
+    df = pd.DataFrame(read_csv_rows(runs_csv))
+    for c in numeric:
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df

@@ -23,7 +23,8 @@ this is small, and its cost is measured separately and recorded (it slightly *lo
 numbers). Repeats run all variants side by side, alternating the order each repeat; the table
 gives median img/s per variant and the median of the per-repeat ratios to that repeat's baseline.
 
-Writes results/benchmarks/train_throughput.{csv,json}.
+``--arch ARCH.json`` times another architecture (an LW net, say) and ``--name`` names the output.
+Writes results/benchmarks/train_throughput.{csv,json} (``--name``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from torch.utils.data import Dataset as TorchDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
+from defect_nas.core.spec import ArchSpec  # noqa: E402
 from defect_nas.evaluators.augment import resize_uint8  # noqa: E402
 from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
@@ -161,6 +163,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cuda or cuda:N adds the fast trainer on that GPU, same "
                     "model and epochs, side by side with this machine's CPU rows (written as train_throughput_gpu.*)")
+    ap.add_argument("--arch", help="an arch.json to time instead of resnet-proto fitted to 100M MACs (e.g. the LW "
+                    "reference winner, results/neu-100m-lw/winner/arch.json)")
+    ap.add_argument("--name", default="train_throughput", help="output file stem under --out")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
     Runtime(threads=args.threads).apply()
@@ -180,7 +185,12 @@ def main() -> None:
     x_train, y_train = ds.images[train_idx], ds.labels[train_idx]
     k = len(ds.class_names)
 
-    base_spec = fit(get_space("residual").prototypes(Task(1, 200, k))["resnet-proto"], Budget(100e6))
+    if args.arch:
+        base_spec = ArchSpec.from_json(Path(args.arch).read_text())
+        label = Path(args.arch).parent.parent.name + "/" + Path(args.arch).parent.name
+    else:
+        base_spec, label = fit(get_space("residual").prototypes(Task(1, 200, k))["resnet-proto"], Budget(100e6)), \
+            "resnet-proto@100M"
     spec = (
         base_spec
         if size == base_spec.input_size
@@ -193,7 +203,7 @@ def main() -> None:
                      negative_classes=ds.negative_classes)
     train_size = None if size == native else size
     print(f"NEU train {len(x_train)} images ({x_train.shape[-1]} px native -> {size} px), val for the trainer "
-          f"{len(val_idx)} images; model resnet-proto@100M: {c.macs / 1e6:.1f} M MACs at {size} px, "
+          f"{len(val_idx)} images; model {label}: {c.macs / 1e6:.1f} M MACs at {size} px, "
           f"{c.params / 1e3:.0f} k params; {args.epochs} epochs, {args.repeats} repeats, {args.threads} thread(s); "
           f"bf16 auto -> {resolve_precision('auto')}", flush=True)
 
@@ -274,7 +284,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "train_throughput_gpu" if GPU_VARIANT in FAST_VARIANTS else "train_throughput"
+    stem = args.name + ("_gpu" if GPU_VARIANT in FAST_VARIANTS else "")
     df.to_csv(out / f"{stem}.csv", index=False)
     val_s = [r["val_seconds_per_epoch"] for r in runs if "val_seconds_per_epoch" in r]
     report = {
@@ -287,9 +297,9 @@ def main() -> None:
         "rows": rows,
         "runs": runs,
         "model": {
-            "space": "residual",
-            "prototype": "resnet-proto",
-            "budget_macs": 100e6,
+            "name": label,
+            "arch_file": args.arch,
+            "budget_macs": None if args.arch else 100e6,
             "input_size": size,
             "macs": c.macs,
             "params": c.params,

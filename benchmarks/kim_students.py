@@ -2,12 +2,16 @@
 by L2 regression on the logits (their eq. 1) of a transfer-learned and of a scratch-trained teacher.
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/kim_students.py \
-        [--ratios 2 4 8 16 32 64 128] [--teachers imagenet scratch-bn] [--seeds 0 1 2] \
+        [--students all:2 ... all:128 upper:32 upper:64 upper:128] [--teachers imagenet scratch-bn] \
+        [--seeds 0 1 2] \
         [--input-size 64] [--epochs 30] [--teacher-epochs 30] [--scratch-epochs 60] [--jobs 2]
     .venv/bin/python benchmarks/kim_students.py --only table
 
-Students are their Table 1: five conv3 + max-pool layers of widths (64, 128, 256, 512, 512) / r
-(at least 1 filter), FC-4096, FC-classes, no batch norm (``search_spaces.vgg_student.student``).
+Students are their Table 1: five conv3 + max-pool layers, FC-4096, FC-classes, no batch norm
+(``search_spaces.vgg_student.student``), with VGG16's widths (64, 128, 256, 512, 512) divided as the
+paper did: ``all:R`` divides every width by R (they went to 1/16, then saw a drop at 1/32);
+``upper:R`` keeps C1-C3 at 1/16 and divides only C4, C5 by R (their final (4, 8, 16, 4, 4) is
+``upper:128``). Widths are at least 1.
 Each is trained by the trainer's recipe with ``kd="l2"`` and ``kd_alpha=1``: the labels play no
 part, the student only regresses the teacher's logits of each training image and view, as in
 the paper. Teachers are this repository's cached VGG16s (``evaluators.teacher``) trained at the
@@ -34,9 +38,10 @@ from resumable import read_runs, run_jobs  # noqa: E402
 from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
-FIELDS = ["teacher", "teacher_test_accuracy", "ratio", "widths", "input_size", "epochs", "seed", "params", "macs",
+FIELDS = ["teacher", "teacher_test_accuracy", "student", "widths", "input_size", "epochs", "seed", "params", "macs",
           "val_accuracy", "test_accuracy", "best_epoch", "train_seconds", "device"]
-KEY = ("teacher", "ratio", "input_size", "epochs", "seed")
+KEY = ("teacher", "student", "input_size", "epochs", "seed")
+STUDENTS = ("all:2", "all:4", "all:8", "all:16", "all:32", "all:64", "all:128", "upper:32", "upper:64", "upper:128")
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 PAPER = ("Kim et al. 2020 (DAGM): students taught by the transfer-learned VGG16 keep their accuracy down to 1/128 of "
          "the filters; students of the scratch-trained VGG16 lose more than 5 points")
@@ -48,11 +53,14 @@ def teacher_cfg(init: str, input_size: int, epochs: int):
     return TeacherConfig(init=init, epochs=epochs, input_size=input_size)
 
 
-def widths(ratio: int) -> tuple[int, ...]:
-    return tuple(max(1, w // ratio) for w in VGG_WIDTHS)
+def widths(student: str) -> tuple[int, ...]:
+    """``all:R``: every width / R; ``upper:R``: C1-C3 / 16, C4-C5 / R."""
+    how, _, r = student.partition(":")
+    ratios = [int(r)] * 5 if how == "all" else [16, 16, 16, int(r), int(r)]
+    return tuple(max(1, w // q) for w, q in zip(VGG_WIDTHS, ratios))
 
 
-def one(init: str, t_epochs: int, ratio: int, input_size: int, epochs: int, seed: int, device: str) -> dict:
+def one(init: str, t_epochs: int, student_name: str, input_size: int, epochs: int, seed: int, device: str) -> dict:
     """One student in a worker process (1 thread on the CPU), its teacher loaded from the cache."""
     from defect_nas.core.cost import cost
     from defect_nas.evaluators.data import load_dataset, make_split
@@ -67,12 +75,14 @@ def one(init: str, t_epochs: int, ratio: int, input_size: int, epochs: int, seed
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
     teacher = ensure_teacher(ds, split, teacher_cfg(init, input_size, t_epochs), log=lambda m: None)
-    spec = student(Task(ds.images.shape[1], input_size, len(ds.class_names)), widths(ratio), name=f"kim/{ratio}")
+    spec = student(Task(ds.images.shape[1], input_size, len(ds.class_names)), widths(student_name),
+                   name=f"kim/{student_name}")
     cfg = TrainConfig(epochs=epochs, input_size=input_size, kd="l2", kd_alpha=1.0, seed=seed)
     s = train_spec(spec, ds, split, cfg, teacher, latency=False, runtime=runtime).summary
     c = cost(spec)
-    return {"teacher": init, "teacher_test_accuracy": teacher.test_accuracy, "ratio": ratio,
-            "widths": "-".join(map(str, widths(ratio))), "input_size": input_size, "epochs": epochs, "seed": seed,
+    return {"teacher": init, "teacher_test_accuracy": teacher.test_accuracy, "student": student_name,
+            "widths": "-".join(map(str, widths(student_name))), "input_size": input_size, "epochs": epochs,
+            "seed": seed,
             "params": c.params, "macs": c.macs, "val_accuracy": s["val_accuracy"],
             "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"],
             "train_seconds": round(s["train_seconds"], 1), "device": runtime.device}
@@ -80,10 +90,12 @@ def one(init: str, t_epochs: int, ratio: int, input_size: int, epochs: int, seed
 
 def write_table(out: Path) -> pd.DataFrame:
     df = read_runs(out / "kim_students_runs.csv",
-                   ("test_accuracy", "teacher_test_accuracy", "params", "macs", "ratio", "train_seconds"))
+                   ("test_accuracy", "teacher_test_accuracy", "params", "macs", "train_seconds"))
     if df.empty:
         return df
-    table = df.groupby(["teacher", "ratio", "widths", "input_size", "epochs"], sort=True).agg(
+    order = {s: i for i, s in enumerate(STUDENTS)}
+    df = df.sort_values(["teacher", "student"], key=lambda c: c.map(order) if c.name == "student" else c)
+    table = df.groupby(["teacher", "student", "widths", "input_size", "epochs"], sort=False).agg(
         seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
         test_min=("test_accuracy", "min"), teacher_test=("teacher_test_accuracy", "first"),
         params=("params", "first"), macs=("macs", "first"),
@@ -93,8 +105,8 @@ def write_table(out: Path) -> pd.DataFrame:
     write_csv(out / "kim_students.csv", rows)
     write_json(out / "kim_students.json", {
         "table": rows, "paper": PAPER,
-        "protocol": {"students": "Kim et al. Table 1: conv3+maxpool x5, widths VGG16's / ratio (>= 1), FC-4096, "
-                                 "no batch norm",
+        "protocol": {"students": "Kim et al. Table 1: conv3+maxpool x5, FC-4096, no batch norm; all:R = every "
+                                 "width of VGG16's / R, upper:R = C1-C3 / 16 and C4-C5 / R (widths >= 1)",
                      "train": "TrainConfig defaults (AdamW 2e-3, cosine, 8 views), kd l2 (eq. 1), kd_alpha 1: "
                               "no label term", "split": "seed-0 split 1200/240/360",
                      "target": "test accuracy of the best-validation epoch"},
@@ -104,7 +116,7 @@ def write_table(out: Path) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ratios", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
+    ap.add_argument("--students", nargs="+", default=list(STUDENTS), choices=STUDENTS)
     ap.add_argument("--teachers", nargs="+", default=["imagenet", "scratch-bn"], choices=["imagenet", "scratch-bn"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--input-size", type=int, default=64)
@@ -133,9 +145,9 @@ def main() -> None:
     if args.only is None:
         runs_csv = out / "kim_students_runs.csv"
         have = {tuple(r[k] for k in KEY) for r in read_csv_rows(runs_csv)}
-        jobs = [(init, t_epochs[init], r, args.input_size, args.epochs, seed) for seed in args.seeds
-                for init in args.teachers for r in args.ratios
-                if (init, str(r), str(args.input_size), str(args.epochs), str(seed)) not in have]
+        jobs = [(init, t_epochs[init], st, args.input_size, args.epochs, seed) for seed in args.seeds
+                for init in args.teachers for st in args.students
+                if (init, st, str(args.input_size), str(args.epochs), str(seed)) not in have]
         run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.device,))
     table = write_table(out)
     if not table.empty:

@@ -125,7 +125,7 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         f"- parameters: {summary.get('params'):,}",
         f"- latency (batch 1, fp32): {summary.get('latency_ms', float('nan')):.2f} ms eager PyTorch, "
         f"{summary.get('latency_onnx_ms', float('nan')):.2f} ms ONNX Runtime, on {summary.get('cpu', 'this CPU')} "
-        f"with {summary.get('threads', '?')} threads (int8: `defect-nas export RUN --format onnx-int8`, then "
+        f"with {summary.get('threads', '?')} thread(s) (int8: `defect-nas export RUN --format onnx-int8`, then "
         "`defect-nas benchmark` on that folder)",
         "",
         "## How to use it",

@@ -259,7 +259,7 @@ def main() -> None:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=f"Training throughput, resnet-proto@100M, NEU {size}px, {args.epochs} epochs, "
+        t = Table(title=f"Training throughput, {label}, NEU {size}px, {args.epochs} epochs, "
                         f"{args.repeats} repeats, {args.threads} thread(s)")
         for col in (
             "variant",

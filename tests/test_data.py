@@ -181,25 +181,30 @@ def _gradient(h: int, w: int) -> np.ndarray:
     return (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)
 
 
-def test_imagefolder_mixed_sizes_use_most_common_size(tmp_path):
+def test_imagefolder_mixed_sizes_use_the_square_on_the_most_common_sizes_shorter_side(tmp_path):
+    """The models take square inputs: a 20 x 30 majority makes a 20 x 20 dataset, each image
+    covered and center-cropped the way predict fits a file (nothing stretched)."""
     root = tmp_path / "parts"
     for i in range(3):
         save(root / "good" / f"g{i}.png", texture(0, i, (20, 30)))
         save(root / "scratch" / f"s{i}.png", texture(1, i, (20, 30)))
-    save(root / "scratch" / "big.png", _gradient(40, 60))  # same aspect: a plain 2x downscale
+    save(root / "scratch" / "big.png", _gradient(40, 60))  # same aspect: a plain 2x downscale, then cropped
     save(root / "scratch" / "tall.png", _gradient(90, 30))  # other aspect: scaled to cover, center-cropped
     ds = load_dataset(root)
-    assert ds.image_size == (20, 30) and ds.channels == 1
+    assert ds.image_size == (20, 20) and ds.channels == 1
     assert ds.class_names == ("good", "scratch") and ds.negative_classes == (0,)
-    assert ds.info["resized"] == 2
+    assert ds.info["resized"] == 8
     i = ds.paths.index("good/g1.png")
-    assert torch.equal(ds.images[i, 0], torch.from_numpy(texture(0, 1, (20, 30))))  # untouched when at size
+    assert torch.equal(ds.images[i, 0], torch.from_numpy(texture(0, 1, (20, 30))[:, 5:25]))  # cropped, not scaled
     big = ds.images[ds.paths.index("scratch/big.png"), 0].numpy()
     expected = np.asarray(Image.fromarray(_gradient(40, 60)).resize((30, 20), Image.Resampling.BILINEAR))
-    assert np.array_equal(big, expected)
+    assert np.array_equal(big, expected[:, 5:25])
     tall = ds.images[ds.paths.index("scratch/tall.png"), 0].numpy()
-    full = np.asarray(Image.fromarray(_gradient(90, 30)).resize((30, 90), Image.Resampling.BILINEAR))
-    assert np.array_equal(tall, full[35:55])
+    full = np.asarray(Image.fromarray(_gradient(90, 30)).resize((20, 60), Image.Resampling.BILINEAR))
+    assert np.array_equal(tall, full[20:40])
+    from defect_nas.evaluators.preprocess import read_for_model
+
+    assert torch.equal(read_for_model(root / "good" / "g1.png", 1, 20)[0, 0], ds.images[i, 0])  # predict sees the same
 
 
 def test_imagefolder_size_argument(tmp_path):

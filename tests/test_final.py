@@ -152,3 +152,32 @@ def test_a_phase_after_exploration_is_shown_epoch_by_epoch_and_leaves_no_progres
     text = " ".join(console.export_text().split())  # the title wraps at the table's width
     assert "final: 2 training(s) under way; 10 min of the run left" in text
     assert "3/10" in text and "93.00" in text and "~1 min" in text  # 7 epochs left at 6 s each
+
+
+@pytest.mark.slow
+def test_images_of_varying_non_square_sizes_reach_a_retrained_winner_at_full_resolution(tmp_path):
+    """A 425-image dataset of 120-200 px crops (budget_wall.py) once reached the final phase at a
+    184 x 186 "full resolution": the rotated views no longer fitted the batch, every final seed
+    failed, and the winner was a proxy-fidelity trial. The data is now squared as predict sees it."""
+    import numpy as np
+    from PIL import Image
+    from test_search import cli
+
+    ds = learnable_dataset(classes=3, per_class=20, size=48)
+    rng = np.random.default_rng(0)
+    parts = tmp_path / "parts"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        h, w = (int(v) for v in rng.integers(36, 49, size=2))
+        (parts / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()[:h, :w]).save(parts / ds.class_names[int(label)] / f"{i}.png")
+    argv = ["search", "--dataset", str(parts), "--budget-flops", "2e6", "--epochs", "2", "--min-epochs", "1",
+            "--proxy-input-size", "32", "--min-accuracy", "0", "--top-k", "1", "--promote-epochs", "1",
+            "--final-seeds", "1", "--final-epochs", "2", "--trials", "3", "--workers", "1",
+            "--results", str(tmp_path / "r"), "--json"]
+    out = json.loads(cli(*argv).stdout)
+    summary = json.loads((Path(out["run_dir"]) / "summary.json").read_text())
+    winner = summary["winner"]
+    assert winner["retrained"] is True and winner["final"]["seeds"][0]["epochs_run"] == 2
+    assert not any("failed" in n or "not retrained" in n for n in summary["notes"]), summary["notes"]
+    side = winner["input_size"]
+    assert 36 <= side <= 48 and (Path(out["run_dir"]) / "winner" / "model.onnx").is_file()

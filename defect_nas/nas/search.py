@@ -29,6 +29,7 @@ from defect_nas.core.utility import describe_objective
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runinfo import environment
 from defect_nas.evaluators.runtime import Runtime
+from defect_nas.evaluators.scoring import selection_metric
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
     TEACHER_SHARE,
@@ -331,7 +332,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
         winner: WinnerRecord = {
             "name": f"trial {number} ({study.trials[number].user_attrs.get('space')})",
             "trial": number,
-            "metric": best_s.get("metric", "accuracy"),
+            "metric": best_s.get("metric") or selection_metric(ctx.dataset),  # a proxy trial's record has none
             "test_accuracy": test_m,
             "test_accuracy_mean": test_m,
             "test_accuracy_std": final["test_accuracy_std"],

@@ -11,11 +11,14 @@ Policies (documented here because users see their effect):
   16-bit images are reduced to 8 bits by keeping the high byte (32-bit "I" images
   only when some value exceeds 255; float images are clipped to 0..255).
 * Size (``resize policy``): the target is ``size`` when given (int = square or
-  (height, width)), else the most common (height, width) among the images (ties:
-  larger area). Images already at the target are kept bit-exact. Others are
-  scaled, keeping their aspect ratio, until they cover the target (bilinear with
-  Pillow's antialiasing), then center-cropped to it. Nothing is padded or
-  stretched.
+  (height, width)), else a square whose side is the shorter side of the most
+  common (height, width) among the images (ties: larger area): the searched
+  networks take square inputs, and ``predict`` fits every image to that same
+  square, so training and prediction see the same pixels. Images already at the
+  target are kept bit-exact. Others are scaled, keeping their aspect ratio, until
+  they cover the target (bilinear with Pillow's antialiasing), then center-cropped
+  to it; an image at the most common shape is only cropped (its longer side's
+  borders). Nothing is padded or stretched.
 """
 
 from __future__ import annotations
@@ -111,9 +114,12 @@ def normalize_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def target_size(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """Most common (height, width); ties go to the larger area, then the taller size."""
+    """The square on the shorter side of the most common (height, width); ties go to the larger
+    area, then the taller size. Square because the models are: a 184 x 186 target once reached the
+    final phase, whose rotated views no longer fitted the batch, and every final seed failed."""
     counts = Counter(shapes)
-    return max(counts, key=lambda hw: (counts[hw], hw[0] * hw[1], hw[0]))
+    h, w = max(counts, key=lambda hw: (counts[hw], hw[0] * hw[1], hw[0]))
+    return min(h, w), min(h, w)
 
 
 def fit(arr: np.ndarray, target: tuple[int, int]) -> np.ndarray:

@@ -193,6 +193,6 @@ def read_images(
         "channels": c,
         "colour_images": colour,
         "resized": sum(r for _, r in results),
-        "size_policy": "given size" if wanted else "most common size",
+        "size_policy": "given size" if wanted else "square on the most common size's shorter side",
     }
     return out, [h for h, _ in results], info

@@ -105,7 +105,7 @@ def load_dataset(
 
     name_or_path: "neu", "dagm", a folder name under the data root, or a folder path.
     channels: 1 or 3 to force; default 1 unless some image is colour.
-    size: output (height, width) or int; default the most common image size
+    size: output (height, width) or int; default the square on the most common image size's shorter side
     (see `imageio` for the resize policy). For DAGM it is the patch size (default 224).
     seed: only DAGM uses it (location of the clean training patches).
     """

@@ -100,16 +100,16 @@ def main() -> None:
                    "wall_s": round(wall, 1), "over_budget_pct": round(100 * (wall / budget - 1), 1),
                    "exit": p.returncode, "winner": w.get("name"), "metric": w.get("metric"),
                    "test_mean": w.get("test_accuracy_mean"), "input_size": w.get("input_size"),
-                   "macs": w.get("macs"), "warning": w.get("warning"),
+                   "macs": w.get("macs"), "retrained": w.get("retrained"), "warning": w.get("warning"),
+                   "notes": " | ".join(s.get("notes") or []),
                    "trials": sum((s.get("trial_counts") or {}).values()),
                    **{f"{k}_s": round(t[f"{k}_s"], 1) for k in ("setup", "explore", "promote", "final", "baselines",
                                                                  "export") if t.get(f"{k}_s") is not None}}
-            rows.append(row)
+            rows.append({**row, "stderr_tail": p.stderr[-4000:]})  # what the run said, kept for the JSON
             print(row, flush=True)
-            if p.returncode != 0:
-                print(p.stderr[-3000:], flush=True)
+            print(p.stderr[-4000:], flush=True)
     out = Path(args.out)
-    write_csv(out.with_suffix(".csv"), rows)
+    write_csv(out.with_suffix(".csv"), [{k: v for k, v in r.items() if k != "stderr_tail"} for r in rows])
     write_json(out.with_suffix(".json"), {"command": " ".join(["python", *sys.argv]), "rows": rows,
                                           "environment": environment(0)})
 

@@ -2,7 +2,7 @@
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/fidelity.py \
         [--specs r0 r1 ... l5] [--proxy-sizes 64 100 200] [--proxy-epochs 12] \
-        [--converged-epochs 60] [--only proxy|converged] [--gpu-reference DIR]
+        [--converged-epochs 60] [--only proxy|converged] [--gpu-reference DIR] [--device cuda --jobs 4]
 
 Specs: ``rI`` = the residual space's seeded draw 100+I fitted to 100M MACs, ``lI`` the LW space's
 (the same as ``defect-nas sample --space residual --budget-flops 100e6 --input-size 200 --seed 100+I``).
@@ -14,7 +14,9 @@ accuracy of the best-validation epoch). Each finished training is appended to
 and resumes where it stopped. ``--gpu-reference`` (e.g. ``../shared/measurements/2026-11-25-gpu-neu``)
 supplies converged accuracies measured on a GPU for specs not yet converged here; the table says
 which source each row used, and the GPU figures are used only after at least two of them were
-confirmed on this CPU. Writes ``results/benchmarks/fidelity.{csv,json}`` (rank correlations).
+confirmed on this CPU. ``--device cuda`` trains on a GPU (``--jobs`` at once, each row records its
+device): converged rows measured so are labelled ``cuda`` in the table's sources, and their proxy
+seconds are not this CPU's. Writes ``results/benchmarks/fidelity.{csv,json}`` (rank correlations).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from resumable import run_jobs, upgrade_header  # noqa: E402
+
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402
@@ -43,7 +47,7 @@ from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: 
 SPACES = {"r": "residual", "l": "lw"}
 RUNG_EPOCHS = (3, 6, 12)
 FIELDS = ["spec", "kind", "input_size", "epochs", "seed", "params", "macs", "val_by_epoch", "val_accuracy",
-          "test_accuracy", "best_epoch", "seconds", "images_per_second", "threads"]
+          "test_accuracy", "best_epoch", "seconds", "images_per_second", "threads", "device"]
 
 
 def make_spec(name: str, task: Task) -> ArchSpec:
@@ -51,16 +55,21 @@ def make_spec(name: str, task: Task) -> ArchSpec:
     return fit(space.propose(RandomTrial(100 + int(name[1:])), task), Budget(100e6, 0.05))
 
 
-def run_one(name: str, spec: ArchSpec, kind: str, size: int, epochs: int, ds, split, threads: int) -> dict:
+def run_one(name: str, kind: str, size: int, epochs: int, threads: int, device: str) -> dict:
+    """One training (in a worker process when ``--jobs`` > 1)."""
+    runtime = Runtime(device=device, threads=threads).apply()
+    ds = load_dataset("neu")
+    split = make_split(ds, seed=0)
+    spec = make_spec(name, Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names)))
     cfg = TrainConfig(epochs=epochs, input_size=size, seed=0)
     start = time.perf_counter()
-    s = train_spec(spec, ds, split, cfg, latency=False).summary
+    s = train_spec(spec, ds, split, cfg, latency=False, runtime=runtime).summary
     by_epoch = {h["epoch"]: round(h["val_accuracy"], 3) for h in s["history"]}
     return {"spec": name, "kind": kind, "input_size": size, "epochs": epochs, "seed": 0, "params": s["params"],
             "macs": s["macs"], "val_by_epoch": json.dumps(by_epoch), "val_accuracy": s["val_accuracy"],
             "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"],
             "seconds": round(time.perf_counter() - start, 1), "images_per_second": s["train_images_per_second"],
-            "threads": threads}
+            "threads": threads, "device": runtime.device}
 
 
 def gpu_reference(folder: Path | None) -> dict[str, float]:
@@ -74,10 +83,11 @@ def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame,
     parameter count, Spearman and Kendall against converged test accuracy (this CPU's where
     measured, else the GPU reference)."""
     conv = {r["spec"]: float(r["test_accuracy"]) for r in rows if r["kind"] == "converged"}
-    confirmed = [(n, conv[n], gpu[n]) for n in conv if n in gpu]
+    device = {r["spec"]: r.get("device") or "cpu" for r in rows if r["kind"] == "converged"}
+    confirmed = [(n, conv[n], gpu[n]) for n in conv if n in gpu and device[n] == "cpu"]
     use_gpu = len(confirmed) >= 2
     target = {**(gpu if use_gpu else {}), **conv}
-    source = {n: ("cpu" if n in conv else "gpu") for n in target}
+    source = {n: (device[n] if n in conv else "gpu reference") for n in target}
     spaces = {"residual": {n for n in target if n[0] == "r"}, "lw": {n for n in target if n[0] == "l"}}
     if all(spaces.values()):  # both spaces converged: also pooled, as a search over both ranks them
         spaces["both"] = set(target)
@@ -126,30 +136,32 @@ def main() -> None:
     ap.add_argument("--converged-specs", nargs="+", help="default: every spec in --specs")
     ap.add_argument("--only", choices=["proxy", "converged", "table"])
     ap.add_argument("--gpu-reference", type=Path)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="threads per training")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the trainings on the GPU")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at once, each in its own process")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
-    Runtime(threads=args.threads).apply()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = out / "fidelity_runs.csv"
-    ds = load_dataset("neu")
-    split = make_split(ds, seed=0)
-    task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
+    upgrade_header(runs_csv, FIELDS, {"device": "cpu"})
     have = {(r["spec"], r["kind"], int(r["input_size"]), int(r["epochs"])) for r in read_csv_rows(runs_csv)}
     jobs = []
     if args.only in (None, "proxy"):
         jobs += [(n, "proxy", s, args.proxy_epochs) for n in args.specs for s in args.proxy_sizes]
     if args.only in (None, "converged"):
         jobs += [(n, "converged", 200, args.converged_epochs) for n in (args.converged_specs or args.specs)]
-    for name, kind, size, epochs in jobs:
-        if (name, kind, size, epochs) in have:
-            continue
-        row = run_one(name, make_spec(name, task), kind, size, epochs, ds, split, args.threads)
+    jobs = [j for j in jobs if j not in have]
+    if args.jobs > 1:
+        run_jobs(run_one, jobs, runs_csv, FIELDS, args.jobs, (args.threads, args.device))
+    for name, kind, size, epochs in jobs if args.jobs <= 1 else []:
+        row = run_one(name, kind, size, epochs, args.threads, args.device)
         append_csv_row(runs_csv, row, FIELDS)
         print({k: row[k] for k in ("spec", "kind", "input_size", "epochs", "val_accuracy", "test_accuracy",
                                    "seconds")}, flush=True)
     rows = read_csv_rows(runs_csv)
+    ds = load_dataset("neu")
+    split = make_split(ds, seed=0)
     table, check = correlations(rows, gpu_reference(args.gpu_reference))
     if not check.empty:
         print("converged here vs the GPU reference (test %, 200 px, seed 0):")

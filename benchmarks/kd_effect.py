@@ -30,14 +30,14 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resumable import run_jobs  # noqa: E402
+from resumable import run_jobs, upgrade_header  # noqa: E402
 
-from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402
+from defect_nas.core.files import read_csv_rows  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
 FIELDS = ["arch", "source", "input_size", "epochs", "kd", "seed", "params", "macs", "val_accuracy", "test_accuracy",
           "best_epoch", "epochs_to_99", "train_seconds", "images_per_second", "teacher_test_accuracy",
-          "val_by_epoch", "ema_epochs"]
+          "val_by_epoch", "ema_epochs", "device"]
 KEY = ("arch", "input_size", "epochs", "kd", "ema_epochs", "seed")
 GROUP = ["arch", "input_size", "epochs", "kd", "ema_epochs"]
 
@@ -52,25 +52,26 @@ def resolve(source: str, input_size: int, classes: int):
     return get_space(space).prototypes(Task(1, input_size, classes))[name]
 
 
-def teacher_cfg(epochs: int, input_size: int):
+def teacher_cfg(epochs: int, input_size: int, weights_file: str | None = None):
     from defect_nas.evaluators.teacher import TeacherConfig
 
-    return TeacherConfig(epochs=epochs, input_size=input_size)
+    return TeacherConfig(epochs=epochs, input_size=input_size, weights_file=weights_file)
 
 
 def one(arch: str, source: str, input_size: int, epochs: int, kd: str, ema: float | None, seed: int, t_epochs: int,
-        t_size: int) -> dict:
-    """One training in a 1-thread worker process."""
+        t_size: int, device: str = "cpu", t_weights: str | None = None) -> dict:
+    """One training in a worker process: 1 thread on the CPU, or on ``device``."""
     from defect_nas.evaluators.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.teacher import ensure_teacher
     from defect_nas.evaluators.trainer import TrainConfig
 
-    runtime = Runtime(threads=1).apply()
+    runtime = Runtime(device=device, threads=1).apply()
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
-    teacher = ensure_teacher(ds, split, teacher_cfg(t_epochs, t_size), log=lambda m: None) if kd != "none" else None
+    teacher = (ensure_teacher(ds, split, teacher_cfg(t_epochs, t_size, t_weights), log=lambda m: None)
+               if kd != "none" else None)
     spec = resolve(source, input_size, len(ds.class_names))
     cfg = TrainConfig(epochs=epochs, input_size=input_size, kd=kd, ema_epochs=ema, seed=seed)
     s = train_spec(spec, ds, split, cfg, teacher, latency=False, runtime=runtime).summary
@@ -81,16 +82,7 @@ def one(arch: str, source: str, input_size: int, epochs: int, kd: str, ema: floa
             "test_accuracy": s["test_accuracy"], "best_epoch": s["best_epoch"], "epochs_to_99": reach,
             "train_seconds": round(s["train_seconds"], 1), "images_per_second": round(s["train_images_per_second"], 1),
             "teacher_test_accuracy": teacher.test_accuracy if teacher else None, "val_by_epoch": json.dumps(by_epoch),
-            "ema_epochs": ema if ema is not None else ""}
-
-
-def upgrade_header(path: Path) -> None:
-    """Rewrite a runs file written before a column existed, the new column empty, so rows append."""
-    rows = read_csv_rows(path)
-    if rows and list(rows[0]) != FIELDS:
-        path.unlink()
-        for r in rows:
-            append_csv_row(path, {k: r.get(k, "") for k in FIELDS}, FIELDS)
+            "ema_epochs": ema if ema is not None else "", "device": runtime.device}
 
 
 def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.DataFrame:
@@ -137,6 +129,8 @@ def main() -> None:
     ap.add_argument("--teacher-input-size", type=int, default=128)
     ap.add_argument("--ema", type=float, default=None, help="keep an EMA of the weights, horizon in epochs")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the trainings on the GPU, --jobs of them at once")
+    ap.add_argument("--teacher-weights", help="the teacher's VGG16 weights file (default: found offline)")
     ap.add_argument("--only", choices=["table"])
     ap.add_argument("--note", action="append", default=[], help="a remark on how the runs went, kept in the JSON")
     ap.add_argument("--out", default="results/benchmarks")
@@ -145,7 +139,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs_csv = out / "kd_converged_runs.csv"
     if args.only != "table":
-        upgrade_header(runs_csv)
+        upgrade_header(runs_csv, FIELDS, {"device": "cpu"})
         have = {tuple(r.get(k) or "" for k in KEY) for r in read_csv_rows(runs_csv)}
         ema = "" if args.ema is None else str(args.ema)
         jobs = []
@@ -158,12 +152,16 @@ def main() -> None:
                         jobs.append((name, source, args.input_size, args.epochs, kd, args.ema, seed))
         if any(j[4] != "none" for j in jobs):  # train (or load) the teacher once, before the workers read its cache
             from defect_nas.evaluators.data import load_dataset, make_split
+            from defect_nas.evaluators.runtime import Runtime
             from defect_nas.evaluators.teacher import ensure_teacher
 
             ds = load_dataset("neu")
-            t = ensure_teacher(ds, make_split(ds, seed=0), teacher_cfg(args.teacher_epochs, args.teacher_input_size))
+            t = ensure_teacher(ds, make_split(ds, seed=0),
+                               teacher_cfg(args.teacher_epochs, args.teacher_input_size, args.teacher_weights),
+                               runtime=Runtime(device=args.device).apply())
             print(f"teacher: {t.provenance}, test {t.test_accuracy:.2f}%", flush=True)
-        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.teacher_epochs, args.teacher_input_size))
+        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs,
+                 (args.teacher_epochs, args.teacher_input_size, args.device, args.teacher_weights))
     table = write_table(out, args.teacher_epochs, args.teacher_input_size, args.note)
     if not table.empty:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

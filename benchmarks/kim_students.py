@@ -47,10 +47,11 @@ PAPER = ("Kim et al. 2020 (DAGM): students taught by the transfer-learned VGG16 
          "the filters; students of the scratch-trained VGG16 lose more than 5 points")
 
 
-def teacher_cfg(init: str, input_size: int, epochs: int):
+def teacher_cfg(init: str, input_size: int, epochs: int, weights_file: str | None = None):
     from defect_nas.evaluators.teacher import TeacherConfig
 
-    return TeacherConfig(init=init, epochs=epochs, input_size=input_size)
+    return TeacherConfig(init=init, epochs=epochs, input_size=input_size,
+                         weights_file=weights_file if init == "imagenet" else None)
 
 
 def widths(student: str) -> tuple[int, ...]:
@@ -60,7 +61,8 @@ def widths(student: str) -> tuple[int, ...]:
     return tuple(max(1, w // q) for w, q in zip(VGG_WIDTHS, ratios))
 
 
-def one(init: str, t_epochs: int, student_name: str, input_size: int, epochs: int, seed: int, device: str) -> dict:
+def one(init: str, t_epochs: int, student_name: str, input_size: int, epochs: int, seed: int, device: str,
+        t_weights: str | None = None) -> dict:
     """One student in a worker process (1 thread on the CPU), its teacher loaded from the cache."""
     from defect_nas.core.cost import cost
     from defect_nas.evaluators.data import load_dataset, make_split
@@ -74,7 +76,7 @@ def one(init: str, t_epochs: int, student_name: str, input_size: int, epochs: in
     runtime = Runtime(device=device, threads=1).apply()
     ds = load_dataset("neu")
     split = make_split(ds, seed=0)
-    teacher = ensure_teacher(ds, split, teacher_cfg(init, input_size, t_epochs), log=lambda m: None)
+    teacher = ensure_teacher(ds, split, teacher_cfg(init, input_size, t_epochs, t_weights), log=lambda m: None)
     spec = student(Task(ds.images.shape[1], input_size, len(ds.class_names)), widths(student_name),
                    name=f"kim/{student_name}")
     cfg = TrainConfig(epochs=epochs, input_size=input_size, kd="l2", kd_alpha=1.0, seed=seed)
@@ -125,6 +127,7 @@ def main() -> None:
     ap.add_argument("--scratch-epochs", type=int, default=60, help="the scratch teacher's epochs")
     ap.add_argument("--jobs", type=int, default=2, help="students at once, one thread each")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--teacher-weights", help="the transfer teacher's VGG16 weights file (default: found offline)")
     ap.add_argument("--only", choices=["teachers", "table"])
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
@@ -139,7 +142,7 @@ def main() -> None:
         ds = load_dataset("neu")
         split = make_split(ds, seed=0)
         for init in args.teachers:  # trained (or loaded) once, before the students read the cache
-            t = ensure_teacher(ds, split, teacher_cfg(init, args.input_size, t_epochs[init]),
+            t = ensure_teacher(ds, split, teacher_cfg(init, args.input_size, t_epochs[init], args.teacher_weights),
                                runtime=Runtime(device=args.device).apply())
             print(f"teacher {init}: {t.provenance}, test {t.test_accuracy:.2f}%, {t.seconds:.0f} s", flush=True)
     if args.only is None:
@@ -148,7 +151,7 @@ def main() -> None:
         jobs = [(init, t_epochs[init], st, args.input_size, args.epochs, seed) for seed in args.seeds
                 for init in args.teachers for st in args.students
                 if (init, st, str(args.input_size), str(args.epochs), str(seed)) not in have]
-        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.device,))
+        run_jobs(one, jobs, runs_csv, FIELDS, args.jobs, (args.device, args.teacher_weights))
     table = write_table(out)
     if not table.empty:
         print(PAPER)

@@ -28,6 +28,16 @@ def run_jobs(fn: Callable[..., dict], jobs: Sequence[tuple], runs_csv: Path, fie
                   flush=True)
 
 
+def upgrade_header(path: Path, fields: list[str], fill: dict[str, str] | None = None) -> None:
+    """Rewrite a runs file written before a column existed (the new column ``fill``'s value, else
+    empty), so that new rows append under the same header."""
+    rows = read_csv_rows(path)
+    if rows and list(rows[0]) != fields:
+        path.unlink()
+        for r in rows:
+            append_csv_row(path, {k: r.get(k) or (fill or {}).get(k, "") for k in fields}, fields)
+
+
 def read_runs(runs_csv: Path, numeric: Sequence[str]) -> pd.DataFrame:
     """The runs so far, ``numeric`` columns as numbers (empty cells NaN)."""
     df = pd.DataFrame(read_csv_rows(runs_csv))

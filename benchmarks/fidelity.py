@@ -102,7 +102,9 @@ def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame,
 
 def _rank_rows(space: str, rows: list[dict], target: dict[str, float]) -> list[dict]:
     """Spearman and Kendall of each proxy (size x rung epoch) and of parameter count against
-    ``target`` over the specs of ``space``; a row needs at least 4 specs."""
+    ``target`` over the specs of ``space``; a row needs at least 4 specs. Seconds are this CPU's:
+    the proxy rows trained here, else (a proxy run only on a GPU) per-epoch seconds of this CPU's
+    converged runs at that size times the rung's epochs, labelled as such."""
     proxies = [r for r in rows if r["kind"] == "proxy"]
     out = []
     for size in sorted({int(r["input_size"]) for r in proxies}):
@@ -111,20 +113,33 @@ def _rank_rows(space: str, rows: list[dict], target: dict[str, float]) -> list[d
             for r in proxies:
                 by = json.loads(r["val_by_epoch"])
                 if int(r["input_size"]) == size and str(rung) in by:
-                    pts.append((by[str(rung)], target[r["spec"]], float(r["seconds"]) * rung / int(r["epochs"])))
+                    pts.append((by[str(rung)], target[r["spec"]]))
             if len(pts) >= 4:
-                x, y, sec = zip(*pts)
+                x, y = zip(*pts)
+                sec, how = _cpu_seconds(rows, size, rung)
                 out.append({"space": space, "proxy": f"{size}px x {rung} ep", "n": len(pts),
                             "spearman": spearmanr(x, y).statistic, "kendall": kendalltau(x, y).statistic,
-                            "median_seconds": float(pd.Series(sec).median())})
+                            "median_seconds": sec, "seconds_source": how})
     params = {r["spec"]: int(r["params"]) for r in rows}
     pts = [(params[n], target[n]) for n in target if n in params]
     if len(pts) >= 4:
         x, y = zip(*pts)
         out.append({"space": space, "proxy": "parameter count alone", "n": len(pts),
                     "spearman": spearmanr(x, y).statistic, "kendall": kendalltau(x, y).statistic,
-                    "median_seconds": 0.0})
+                    "median_seconds": 0.0, "seconds_source": "none: no training"})
     return out
+
+
+def _cpu_seconds(rows: list[dict], size: int, rung: int) -> tuple[float | None, str]:
+    """Median seconds on this CPU of ``rung`` epochs at ``size`` px (see _rank_rows)."""
+    cpu = [r for r in rows if int(r["input_size"]) == size and (r.get("device") or "cpu") == "cpu"]
+    proxy = [float(r["seconds"]) * rung / int(r["epochs"]) for r in cpu if r["kind"] == "proxy"]
+    if proxy:
+        return float(pd.Series(proxy).median()), "measured: proxy trainings on this CPU"
+    conv = [float(r["seconds"]) * rung / int(r["epochs"]) for r in cpu if r["kind"] == "converged"]
+    if conv:
+        return float(pd.Series(conv).median()), f"estimated: this CPU's {size} px converged runs' seconds per epoch"
+    return None, "not measured on this CPU"
 
 
 def main() -> None:

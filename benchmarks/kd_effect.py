@@ -95,7 +95,8 @@ def write_table(out: Path, t_epochs: int, t_size: int, notes: list[str]) -> pd.D
     g = df.groupby(GROUP, sort=False)
     table = g.agg(seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
                   test_min=("test_accuracy", "min"), epochs_to_99_median=("epochs_to_99", "median"),
-                  reached_99=("epochs_to_99", "count"), train_seconds_median=("train_seconds", "median"))
+                  reached_99=("epochs_to_99", "count"), train_seconds_median=("train_seconds", "median"),
+                  device=("device", "first"))
     table = table.reset_index()
     table.to_csv(out / "kd_converged.csv", index=False)
     from defect_nas.evaluators.teacher import TeacherConfig

@@ -101,7 +101,7 @@ def write_table(out: Path) -> pd.DataFrame:
         seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
         test_min=("test_accuracy", "min"), teacher_test=("teacher_test_accuracy", "first"),
         params=("params", "first"), macs=("macs", "first"),
-        train_seconds_median=("train_seconds", "median")).reset_index()
+        train_seconds_median=("train_seconds", "median"), device=("device", "first")).reset_index()
     table["drop_from_teacher"] = table.teacher_test - table.test_mean
     rows = table.astype(object).where(table.notna(), None).to_dict("records")
     write_csv(out / "kim_students.csv", rows)

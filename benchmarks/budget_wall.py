@@ -83,16 +83,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"  # a teacher is trained inside the budget, as on a user's first run
+        runs = Path(tmp) / "runs"  # never inside a dataset folder (search refuses that now; it cost a final phase)
         for name in args.datasets:
             data = Path(tmp) / name
             BUILDERS[name](neu, data)
             cmd = [sys.executable, "-m", "defect_nas", "search", "--budget-flops", "100e6", "--dataset", str(data),
-                   "--time-budget", args.time_budget, "--teacher", args.teacher, "--results", tmp, "--run", name,
+                   "--time-budget", args.time_budget, "--teacher", args.teacher, "--results", str(runs), "--run", name,
                    "--json"]
             start = time.perf_counter()
             p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DEFECT_NAS_CACHE": str(cache)})
             wall = time.perf_counter() - start
-            summary_file = Path(tmp) / name / "summary.json"
+            summary_file = runs / name / "summary.json"
             s = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
             w = s.get("winner") or {}
             t = s.get("timeline") or {}

@@ -246,3 +246,13 @@ def test_a_pickle_disguised_as_safetensors_is_rejected_unrun(tmp_path, capsys):
 def test_export_given_the_winner_folder_instead_of_the_run_names_the_run_folder(capsys):
     assert main(["export", str(WINNER), "--format", "onnx-int8"]) == 2
     one_line(capsys, "is a model folder; export takes the run folder")
+
+
+def test_search_refuses_a_run_folder_inside_its_dataset_folder(tmp_path, capsys):
+    """A run written into the data would become part of it (its trials/ folder reads as a class
+    without images) and every later phase would fail to load the data: refused before any work."""
+    data = _image_folder(tmp_path)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    assert exit_code(["search", *TINY, "--dataset", str(data), "--results", str(data), "--run", "r"]) == 2
+    one_line(capsys, "lies inside the dataset folder")
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the data

@@ -177,6 +177,18 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
     return config
 
 
+def check_outside_dataset(run_dir: Path, dataset: str) -> None:
+    """A run folder inside the dataset folder would become part of the data: its ``trials/`` folder
+    reads as a class without images, and every later phase's workers fail to load the data
+    (a benchmark once lost its final phase to this)."""
+    from defect_nas.evaluators.data import dataset_folder
+
+    data = dataset_folder(dataset)
+    if run_dir.resolve().is_relative_to(data):
+        raise DefectNasError(f"--results: the run folder {run_dir} lies inside the dataset folder {data}; its files "
+                             "would become part of the data: choose a --results folder outside it")
+
+
 def check_budget_feasible(config: SearchConfig) -> None:
     """A budget no space can meet fails before any teacher is trained or folder written."""
     from defect_nas.core.budget import Budget, fit
@@ -212,6 +224,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
     check_budget_feasible(config)
     run_dir = Path(args.results) / (args.run or config.default_run_name)
+    check_outside_dataset(run_dir, config.dataset)
     if (run_dir / "config.json").is_file():  # whatever the storage: another study must not overwrite this run
         stored = json.loads((run_dir / "config.json").read_text())
         if config.differences(stored):
@@ -273,6 +286,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     config = SearchConfig.from_dict(attrs["config"])
     stop = attrs.get("stop") or {}
     run_dir = Path(args.results) / f"worker-{args.study}"
+    check_outside_dataset(run_dir, config.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = load_context(config, run_dir, log=lambda m: console.print(m, style="dim"),
                        fingerprint=attrs.get("dataset_fingerprint"), runtime=runtime)

@@ -20,10 +20,11 @@ from .dataset import Dataset, compute_fingerprint
 from .folder import is_negative_name
 from .importer import import_neu
 from .layouts import NEU_CLASSES, neu_class, neu_class_from_stem
-from .registry import DATA_ENV, DATASETS, list_datasets, load_dataset, resolve_data_root, scan_path
+from .registry import DATA_ENV, DATASETS, dataset_folder, list_datasets, load_dataset, resolve_data_root, scan_path
 from .splits import Split, check_split, kfold_splits, make_split, sample_groups
 
 __all__ = [
+    "dataset_folder",
     "DATA_ENV",
     "DATASETS",
     "NEU_CLASSES",

@@ -77,6 +77,11 @@ def scan_path(root: Path) -> Scan:
     return scan_neu(root) or scan_folder(root)
 
 
+def dataset_folder(name_or_path: str | Path, data_root: str | Path | None = None) -> Path:
+    """The folder a ``--dataset`` value names (a registered name or a path), resolved."""
+    return _resolve(name_or_path, data_root)[1].resolve()
+
+
 def _resolve(name_or_path: str | Path, data_root: str | Path | None) -> tuple[str, Path]:
     text = str(name_or_path)
     if text.lower() in DATASETS:

@@ -33,8 +33,8 @@ def random_specs(space: str, size: int, n: int):
 
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("size", [64, 200, 224])
-def test_analytic_cost_equals_fvcore_and_numel_on_100_random_specs(space, size):
-    for spec in random_specs(space, size, 100):
+def test_analytic_cost_equals_fvcore_and_numel_on_40_random_specs(space, size):
+    for spec in random_specs(space, size, 40):  # 360 specs over spaces x sizes (100 each cost CI 70 s more)
         model = build(spec)
         assert params(spec) == sum(p.numel() for p in model.parameters()), spec.to_json()
         assert macs(spec) == fvcore_macs(model, spec.in_channels, size), spec.to_json()

@@ -1,6 +1,7 @@
 """The teacher: trained once per (data, split, config), cached with its per-view logits."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from datagen import learnable_dataset
 from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.augment import dihedral
 from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.teacher import TeacherConfig, cache_key, ensure_teacher
+from defect_nas.evaluators.teacher import TeacherConfig, cache_key, chance_accuracy, ensure_teacher, usable_teacher
 from defect_nas.evaluators.trainer import predict_logits
 
 CFG = TeacherConfig(init="scratch", epochs=1, input_size=32, fc_hidden=16)
@@ -115,3 +116,53 @@ def test_freezing_counts_vgg16_blocks_with_or_without_batch_norm():
 def test_scratch_bn_is_for_vgg16_only():
     with pytest.raises(DefectNasError, match="scratch-bn adds batch norm to VGG16"):
         TeacherConfig(arch="efficientnet-lite0", init="scratch-bn")
+
+
+def test_a_teacher_at_chance_is_dropped_with_a_warning_and_a_learned_one_kept(setup, tmp_path):
+    """Distilling from a teacher that learned nothing teaches noise: the search and `train` drop it
+    and say so (budget_wall's imbalanced data once kept an 8-epoch VGG16 at 16.67%)."""
+    ds, split = setup
+    trained = ensure_teacher(ds, split, CFG, tmp_path, log=lambda m: None)
+    rate, bound = chance_accuracy(ds, split)
+    assert rate == pytest.approx(100 * torch.bincount(ds.labels[split.val]).max().item() / len(split.val))
+    assert rate < bound < 100
+    messages = []
+    kept, why = usable_teacher(replace(trained, val_accuracy=bound + 0.5), ds, split, log=messages.append)
+    assert kept is not None and why is None and not messages
+    dropped, why = usable_teacher(replace(trained, val_accuracy=rate), ds, split, log=messages.append)
+    assert dropped is None and messages == [why] and "no better than chance" in why and "--teacher none" in why
+
+
+def test_chance_on_balanced_six_class_validation_is_one_sixth_plus_three_standard_errors():
+    """NEU's shape: 6 balanced classes, a stratified validation part; always answering one class
+    scores 16.67%, and a model that learned nothing rarely beats that by more than 3 standard errors."""
+    ds = learnable_dataset(classes=6, per_class=40, size=8)
+    split = make_split(ds, seed=0)
+    rate, bound = chance_accuracy(ds, split)
+    n = len(split.val)
+    assert rate == pytest.approx(100 / 6)
+    assert bound == pytest.approx(100 / 6 + 300 * ((1 / 6) * (5 / 6) / n) ** 0.5)
+
+
+def test_a_search_drops_a_teacher_at_chance_with_a_warning(tmp_path, monkeypatch):
+    """The search's students train without distillation when the teacher learned nothing, and the
+    warning is logged and kept for the run's summary notes; every worker rebuilds the same context."""
+    from PIL import Image
+
+    from defect_nas.core.search_config import SearchConfig
+    from defect_nas.nas import engine
+
+    ds = learnable_dataset(classes=3, per_class=6, size=32)
+    root = tmp_path / "parts"
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        (root / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(root / ds.class_names[int(label)] / f"{i}.png")
+    monkeypatch.setenv("DEFECT_NAS_CACHE", str(tmp_path / "cache"))
+    real = engine.ensure_teacher
+    monkeypatch.setattr(engine, "ensure_teacher", lambda *a, **k: replace(real(*a, **k), val_accuracy=0.0))
+    config = SearchConfig(dataset=str(root), teacher="vgg16", teacher_init="scratch", teacher_epochs=1,
+                          teacher_input_size=32)
+    messages = []
+    ctx = engine.load_context(config, tmp_path / "run", log=messages.append)
+    assert ctx.teacher is None and ctx.config.kd != "none"  # asked for, and dropped
+    assert ctx.teacher_note in messages and "no better than chance" in ctx.teacher_note

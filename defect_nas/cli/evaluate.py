@@ -18,7 +18,14 @@ from defect_nas.core.search_config import kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
 from defect_nas.evaluators.runtime import DEVICES_HELP, Runtime
-from defect_nas.evaluators.teacher import INITS, TeacherConfig, ensure_teacher, teacher_choices, teacher_config
+from defect_nas.evaluators.teacher import (
+    INITS,
+    TeacherConfig,
+    ensure_teacher,
+    teacher_choices,
+    teacher_config,
+    usable_teacher,
+)
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.search_spaces.base import Task, get_space
 
@@ -184,10 +191,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.budget_flops:
         spec = fit(spec, Budget(args.budget_flops))
     log = log_line(args.json)
-    teacher = None
+    teacher, dropped = None, None
     if (cfg := teacher_config_from(args)) is not None:
-        teacher = ensure_teacher(dataset, split, cfg, args.cache, log=log, runtime=runtime)
-        log(f"teacher: {teacher.provenance}, test accuracy {teacher.test_accuracy:.2f}%")
+        trained = ensure_teacher(dataset, split, cfg, args.cache, log=log, runtime=runtime)
+        log(f"teacher: {trained.provenance}, test accuracy {trained.test_accuracy:.2f}%")
+        teacher, dropped = usable_teacher(trained, dataset, split, log)
     with epoch_progress(args.epochs, spec.name or "train", args.json) as on_epoch:
         result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency, runtime=runtime,
                             on_epoch=on_epoch)
@@ -200,6 +208,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "train": tcfg.to_dict(),
         "runtime": runtime.to_dict(),
         "teacher": cfg.to_dict() if cfg else None,
+        "teacher_dropped": dropped,
         "budget_flops": args.budget_flops,
     }
     run = write_run(

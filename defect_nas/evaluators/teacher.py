@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -209,6 +210,31 @@ def ensure_teacher(
     _write_cache(folder, model, logits, meta)
     return Teacher(model, logits, provenance, result.val_accuracy, test.accuracy, test.to_dict(), seconds,
                    folder, False, config)
+
+
+def chance_accuracy(dataset: Dataset, split: Split) -> tuple[float, float]:
+    """(rate, bound) in %: always answering the commonest validation class scores ``rate``;
+    ``bound`` adds three standard errors of that rate on this many images (16.7% and 23.9% on
+    NEU's 240 validation images), the most a model that learned nothing is likely to score."""
+    counts = torch.bincount(dataset.labels[split.val], minlength=len(dataset.class_names))
+    n = int(counts.sum())
+    p = float(counts.max()) / max(n, 1)
+    return 100 * p, 100 * min(1.0, p + 3 * math.sqrt(p * (1 - p) / max(n, 1)))
+
+
+def usable_teacher(teacher: Teacher, dataset: Dataset, split: Split,
+                   log: Callable[[str], None] = print) -> tuple[Teacher | None, str | None]:
+    """The teacher, or (None, why) when its validation accuracy is at chance: its logits carry no
+    knowledge, and students distilling from them learn noise (an 8-epoch VGG16 on a small
+    imbalanced dataset stayed at 16.67%, benchmarks/budget_wall.py, 2026-12-04)."""
+    rate, bound = chance_accuracy(dataset, split)
+    if teacher.val_accuracy > bound:
+        return teacher, None
+    why = (f"WARNING: the {teacher.config.arch} teacher scores {teacher.val_accuracy:.2f}% on validation, no better "
+           f"than chance ({rate:.2f}%, at most {bound:.2f}% by luck): the students trained without distillation; "
+           f"give it more --teacher-epochs or --teacher-init imagenet, or use --teacher none")
+    log(why)
+    return None, why
 
 
 def build_teacher_for_load(config: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:

@@ -35,7 +35,7 @@ from defect_nas.core.utility import OBJECTIVES, utility
 from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
 from defect_nas.evaluators.latency import measure_latency
 from defect_nas.evaluators.runtime import Runtime
-from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
+from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher, usable_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
@@ -82,6 +82,7 @@ class SearchContext:
     run_dir: Path
     deadline: float | None = None  # time.time() after which trials stop early
     runtime: Runtime = field(default_factory=Runtime)  # this process's device, threads, precision
+    teacher_note: str | None = None  # why the asked-for teacher was dropped (it scored at chance)
 
     @property
     def task(self) -> Task:
@@ -128,9 +129,11 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
         )
     split = make_split(dataset, seed=config.split_seed)
     tcfg = teacher_config(config)
-    teacher = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime,
-                             time_budget_s=teacher_time_s) if tcfg else None
-    return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime())
+    teacher, note = None, None
+    if tcfg:
+        trained = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime, time_budget_s=teacher_time_s)
+        teacher, note = usable_teacher(trained, dataset, split, log)
+    return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime(), teacher_note=note)
 
 
 def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:

@@ -176,6 +176,8 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     cfg = ctx.config
     rows = write_tables(study, run_dir)
     summary = base_summary(cfg, study, run_dir)
+    if ctx.teacher_note:
+        summary["notes"].append(ctx.teacher_note)
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
     if not entrants:
         log("no trial finished: nothing to export")

@@ -18,7 +18,8 @@ the paper. Teachers are this repository's cached VGG16s (``evaluators.teacher``)
 students' input size: ``imagenet`` (transfer, ``--teacher-epochs``) and ``scratch-bn`` (random
 weights, VGG16 with batch norm so that it learns at all, ``--scratch-epochs``). Each training is
 appended to ``results/benchmarks/kim_students_runs.csv`` as it ends (the benchmark resumes and can
-be split across sessions); the table is ``results/benchmarks/kim_students.{csv,json}``.
+be split across sessions); the table is ``results/benchmarks/kim_students.{csv,json}``, plotted
+in ``kim_students.html``.
 The paper's finding on DAGM: transfer-taught students keep their accuracy down to 1/128 of the
 filters; scratch-taught ones lose more than 5 points.
 """
@@ -113,7 +114,49 @@ def write_table(out: Path) -> pd.DataFrame:
                               "no label term", "split": "seed-0 split 1200/240/360",
                      "target": "test accuracy of the best-validation epoch"},
         "runs": df.to_dict(orient="records"), "environment": environment(None)})
+    write_page(table, out / "kim_students.html")
     return table
+
+
+def write_page(table: pd.DataFrame, path: Path) -> Path:
+    """kim_students.html: test accuracy against the filter ratio, one line per teacher and fidelity
+    (mean and min of the seeds), and the table; self-contained like a run's report.html."""
+    import html
+
+    import matplotlib.pyplot as plt
+
+    from defect_nas.nas.report import _svg, _table
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for (teacher, size, device), g in table.groupby(["teacher", "input_size", "device"], sort=False):
+        for how, marker, style in (("all", "o", "-"), ("upper", "s", "--")):
+            part = g[g.student.str.startswith(how + ":")]
+            if part.empty:
+                continue
+            ratio = part.student.str.split(":").str[1].astype(int)
+            label = f"{teacher}-taught, {how} / R, {size} px ({device}); teacher {part.teacher_test.iloc[0]:.2f}%"
+            line = ax.errorbar(ratio, part.test_mean, yerr=part.test_std.fillna(0), marker=marker, linestyle=style,
+                               capsize=3, label=label)
+            ax.scatter(ratio, part.test_min, marker="_", color=line[0].get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("filter ratio R (VGG16's widths / R; upper: C4-C5 only, C1-C3 at / 16)")
+    ax.set_ylabel("NEU test accuracy (%), mean +- std of seeds; dash: min")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    cols = [("teacher", "teacher"), ("student", "student"), ("widths", "widths"), ("input_size", "px"),
+            ("epochs", "epochs"), ("seeds", "seeds"), ("test_mean", "test mean %"), ("test_std", "std"),
+            ("test_min", "min"), ("teacher_test", "teacher %"), ("macs", "MACs"), ("device", "device")]
+    rows = table.astype(object).where(table.notna(), None).to_dict("records")
+    page = ("<!doctype html><meta charset=utf-8><title>Kim et al.'s student table on NEU</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
+            "text-align:right}svg{max-width:100%;height:auto}</style>"
+            "<h1>Kim et al.'s student table on NEU</h1>"
+            f"<p>{html.escape(PAPER)}.</p><p>Students regress the teacher's logits (L2, no label term); "
+            "each point is the test accuracy (360 images, seed-0 split) of the best-validation epoch. "
+            "Rows at different input sizes or devices are different fidelities: compare teachers within one.</p>"
+            f"{_svg(fig)}{_table(rows, cols)}")
+    path.write_text(page)
+    return path
 
 
 def main() -> None:

@@ -46,6 +46,15 @@ def parts(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def searched(parts, tmp_path_factory) -> tuple[Path, dict]:
+    """One finished search (6 trials): the end-to-end test reports, exports and resumes it; the
+    bad-input test needs an existing study to leave untouched (one search for both: CI time)."""
+    results = tmp_path_factory.mktemp("searched") / "results"
+    p = cli("search", "--dataset", str(parts), *TINY, "--trials", "6", "--results", str(results), "--json")
+    return results, json.loads(p.stdout)
+
+
 def finished(run: Path) -> dict[int, float]:
     try:  # through open_storage: it may race the search creating the database's tables
         study = optuna.load_study(study_name=run.name, storage=open_storage(f"sqlite:///{run / 'study.db'}"))
@@ -54,10 +63,8 @@ def finished(run: Path) -> dict[int, float]:
     return {t.number: t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
 
 
-def test_search_report_export_predict_and_resume(parts, tmp_path):
-    results = tmp_path / "results"
-    p = cli("search", "--dataset", str(parts), *TINY, "--trials", "6", "--results", str(results), "--json")
-    summary = json.loads(p.stdout)
+def test_search_report_export_predict_and_resume(parts, searched, tmp_path):
+    results, summary = searched
     run = Path(summary["run_dir"])
     assert run == results / "parts-2m"
     w = summary["winner"]
@@ -141,9 +148,8 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, tmp_path):
-    results = tmp_path / "results"
-    cli("search", "--dataset", str(parts), *TINY, "--trials", "2", "--results", str(results), "--json")
+def test_bad_input_is_one_line_and_leaves_the_study_untouched(parts, searched, tmp_path):
+    results = searched[0]
     db = results / "parts-2m" / "study.db"
     digest = _digest(db)
     a_file = tmp_path / "a-file"

@@ -24,7 +24,6 @@ from .registry import DATA_ENV, DATASETS, dataset_folder, list_datasets, load_da
 from .splits import Split, check_split, kfold_splits, make_split, sample_groups
 
 __all__ = [
-    "dataset_folder",
     "DATA_ENV",
     "DATASETS",
     "NEU_CLASSES",
@@ -38,6 +37,7 @@ __all__ = [
     "dagm_test_patches",
     "dagm_train_origin",
     "dagm_vote",
+    "dataset_folder",
     "import_neu",
     "is_negative_name",
     "kfold_splits",

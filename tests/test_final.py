@@ -42,7 +42,9 @@ def test_a_time_budget_sizes_the_schedule_and_stops_training_in_time():
     epoch_s = r.history[-1]["seconds"] / len(r.history)
     assert took <= 4.0 + 2 * epoch_s + 0.3  # not one epoch more than the budget allows
     assert 3 <= r.planned_epochs < 100_000 and r.stop_reason in ("time", "epochs")
-    assert len(r.history) >= r.planned_epochs - 1  # the plan was what it could do, and it did it
+    # the plan was what it could do, and it did it: the trainer re-plans only when it runs more than
+    # 5% (at least one epoch) behind, so a run on a busy machine may end that much short, never more
+    assert len(r.history) >= r.planned_epochs - max(1.0, 0.05 * r.planned_epochs) - 1
     peak = max(h["lr"] for h in r.history)
     assert r.history[-1]["lr"] < 0.2 * peak  # the cosine was sized to the time: it annealed
 

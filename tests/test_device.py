@@ -27,8 +27,8 @@ no_gpu = pytest.mark.skipif(GPU, reason="checks the behaviour of a machine witho
 SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
 
 
-def small_data():
-    ds = learnable_dataset(classes=3, per_class=30, size=32)
+def small_data(per_class: int = 30, size: int = 32):
+    ds = learnable_dataset(classes=3, per_class=per_class, size=size)
     split = make_split(ds, seed=0)
     return ds, split, TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val],
                                 ds.labels[split.val], ds.class_names)
@@ -83,10 +83,13 @@ def test_a_cuda_out_of_memory_fails_that_trial_and_the_search_goes_on(tmp_path, 
 
 @needs_gpu
 def test_a_short_training_on_the_gpu_learns_and_returns_cpu_logits():
-    ds, split, td = small_data()
-    model = build(SPEC)
-    r = train(model, td, TrainConfig(epochs=6, batch_size=16, seed=0), runtime=Runtime("cuda"))
-    assert next(model.parameters()).is_cuda and r.val_accuracy >= 80
+    # the data and recipe test_trainer.py's CPU test learns with (validation >= 90% there); the first
+    # GPU run of this test, on 30 images a class for 6 epochs, got 41.7% - as the CPU does on those
+    ds, split, td = small_data(per_class=100, size=40)
+    torch.manual_seed(0)
+    model = build(ArchSpec(1, 40, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head()))
+    r = train(model, td, TrainConfig(epochs=8, batch_size=16, seed=0), runtime=Runtime("cuda"))
+    assert next(model.parameters()).is_cuda and r.val_accuracy >= 85
     logits = predict_logits(model, ds.images[split.test])
     assert logits.device.type == "cpu" and logits.shape == (len(split.test), 3)
 

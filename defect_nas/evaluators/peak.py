@@ -39,7 +39,9 @@ def gemm_model(path: Path, precision: str) -> Path:
         inits = [b, za, zb]
     graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", a_type, [GEMM, GEMM])],
                               [helper.make_tensor_value_info("Y", y_type, [GEMM, GEMM])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    # IR 8 (what opset 17 came with), not the onnx package's newest: an onnx newer than the installed
+    # onnxruntime otherwise writes an IR version that runtime refuses (seen: onnx IR 14, ORT max 13)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
 

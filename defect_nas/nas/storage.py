@@ -16,7 +16,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from defect_nas.core.errors import DefectNasError
 
@@ -42,18 +42,27 @@ def open_storage(url: str) -> RDBStorage:
             if url.startswith("sqlite"):
                 _serialise_sqlite_writes(storage.engine)
             return storage
-        except IntegrityError as e:
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
             # Another process is creating the same fresh schema at this moment (two workers, or a
-            # report, starting together); its tables exist a moment later, so opening again works.
+            # report, starting together): optuna then meets a duplicate version row (IntegrityError)
+            # or a table the other made first ("table studies already exists": OperationalError on
+            # SQLite, ProgrammingError on PostgreSQL, seen once in CI under load). Its tables exist
+            # a moment later, so opening again works.
+            if not isinstance(e, IntegrityError) and "already exists" not in str(e.orig):
+                raise DefectNasError(f"storage {redact(url)} is not usable: {_first_line(e)}; check the URL and the "
+                                     "server") from None
             if attempt == 2:
                 raise DefectNasError(f"storage {redact(url)} is not usable: {e.orig}; try again") from None
             time.sleep(0.5)
         except Exception as e:  # sqlalchemy errors: unreachable server, bad URL, missing driver
-            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise DefectNasError(
-                f"storage {redact(url)} is not usable: {first[:200]}; check the URL and the server"
+                f"storage {redact(url)} is not usable: {_first_line(e)}; check the URL and the server"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__)[:200]
 
 
 def _serialise_sqlite_writes(engine: sqlalchemy.engine.Engine) -> None:

@@ -110,7 +110,8 @@ def write_table(out: Path) -> pd.DataFrame:
     table = df.groupby(group, sort=False).agg(
         seeds=("seed", "count"), test_mean=("test_accuracy", "mean"), test_std=("test_accuracy", "std"),
         test_min=("test_accuracy", "min"), params=("params", "first"), macs=("macs", "first"),
-        train_seconds_median=("train_seconds", "median"), device=("device", "first")).reset_index()
+        train_seconds_median=("train_seconds", "median"),
+        device=("device", lambda d: "+".join(sorted(set(d))))).reset_index()  # every device its seeds ran on
     sizes = sorted(set(table.input_size))
     lat = {s: latencies(list(dict.fromkeys(table.model)), 6, int(s)) for s in sizes}
     table["latency_ms_onnx_1t"] = [lat[s][m] for m, s in zip(table.model, table.input_size)]

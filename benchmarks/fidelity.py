@@ -91,12 +91,16 @@ def correlations(rows: list[dict], gpu: dict[str, float]) -> tuple[pd.DataFrame,
     spaces = {"residual": {n for n in target if n[0] == "r"}, "lw": {n for n in target if n[0] == "l"}}
     if all(spaces.values()):  # both spaces converged: also pooled, as a search over both ranks them
         spaces["both"] = set(target)
-    out = []
+    out, notes = [], []
     for space, names in spaces.items():
+        if 0 < len(names) < 4:  # said, not silently left out (a table written without --gpu-reference)
+            notes.append(f"{space}: {len(names)} converged spec(s), fewer than 4: no rank rows"
+                         + ("" if use_gpu or space != "residual" else " (the GPU reference needs --gpu-reference)"))
         out += _rank_rows(space, [r for r in rows if r["spec"] in names], {n: target[n] for n in names})
     check = pd.DataFrame([{"spec": n, "cpu_test": c, "gpu_test": g} for n, c, g in confirmed])
     table = pd.DataFrame(out)
     table.attrs["sources"] = source
+    table.attrs["notes"] = notes
     return table, check
 
 
@@ -181,6 +185,8 @@ def main() -> None:
     if not check.empty:
         print("converged here vs the GPU reference (test %, 200 px, seed 0):")
         print(check.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for note in table.attrs.get("notes", []):
+        print(note)
     if table.empty:
         print("not enough converged specs yet for rank correlations")
         return

@@ -45,9 +45,9 @@ def open_storage(url: str) -> RDBStorage:
         except (IntegrityError, OperationalError, ProgrammingError) as e:
             # Another process is creating the same fresh schema at this moment (two workers, or a
             # report, starting together): optuna then meets a duplicate version row (IntegrityError)
-            # or a table the other made first ("table studies already exists": OperationalError on
-            # SQLite, ProgrammingError on PostgreSQL, seen once in CI under load). Its tables exist
-            # a moment later, so opening again works.
+            # or a table the other made first ("table studies already exists": an OperationalError
+            # on SQLite, seen once in CI under load; PostgreSQL's DuplicateTable is a
+            # ProgrammingError). Its tables exist a moment later, so opening again works.
             if not isinstance(e, IntegrityError) and "already exists" not in str(e.orig):
                 raise DefectNasError(f"storage {redact(url)} is not usable: {_first_line(e)}; check the URL and the "
                                      "server") from None

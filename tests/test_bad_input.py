@@ -5,6 +5,7 @@ workers, Ctrl-C, concurrent claims, resume) are in test_faults.py."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -18,19 +19,19 @@ TINY = ["--teacher", "none", "--trials", "1", "--baselines", "none"]
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--proxy-input-size", "16"], "--proxy-input-size 16: choose 32..512"),
-    (["--final-input-size", "-3"], "--final-input-size -3: choose 32..512"),
-    (["--teacher-input-size", "4096"], "--teacher-input-size 4096: choose 32..512"),
+    (["--proxy-input-size", "16"], "--proxy-input-size: 16 must be a whole number from 32 to 512"),
+    (["--final-input-size", "-3"], "--final-input-size: '-3' must be a whole number from 32 to 512"),
+    (["--teacher-input-size", "4096"], "--teacher-input-size: '4096' must be a whole number from 32 to 512"),
     (["--dataset", ""], "--dataset is empty"),
-    (["--min-accuracy", "100"], "--min-accuracy 100.0: a percentage below 100"),
+    (["--min-accuracy", "100"], "--min-accuracy: '100' must be a number of at least 0 and below 100"),
     (["--explore-share", "0.9", "--promote-share", "0.2"], "sum to less than 1"),
     (["--budget-flops", "1e12"], "--budget-flops 1e+12: choose a positive budget up to 1e+10 MACs"),
     (["--budget-flops", "-5"], "--budget-flops: '-5' must be a positive number"),
-    (["--tolerance", "1.5"], "--tolerance 1.5: a fraction in (0, 1)"),
-    (["--trials", "0"], "--trials 0: must be at least 1"),
-    (["--workers", "0"], "--workers and --threads must be at least 1"),
-    (["--teacher-freeze", "9"], "--teacher-freeze 9: VGG16 has 5 conv blocks"),
-    (["--max-latency-ms", "0"], "--max-latency-ms must be positive"),
+    (["--tolerance", "1.5"], "--tolerance: '1.5' must be a number above 0 and below 1"),
+    (["--trials", "0"], "--trials: '0' must be a whole number of at least 1"),
+    (["--workers", "0"], "--workers: '0' must be a whole number of at least 1"),
+    (["--teacher-freeze", "9"], "--teacher-freeze: '9' must be a whole number from 0 to 5"),
+    (["--max-latency-ms", "0"], "--max-latency-ms: '0' must be a positive number"),
 ])
 def test_bad_search_flags_fail_before_any_work(argv, message, tmp_path, capsys):
     assert exit_code(["search", *TINY, "--results", str(tmp_path / "r"), *argv]) == 2
@@ -256,3 +257,84 @@ def test_search_refuses_a_run_folder_inside_its_dataset_folder(tmp_path, capsys)
     assert exit_code(["search", *TINY, "--dataset", str(data), "--results", str(data), "--run", "r"]) == 2
     one_line(capsys, "lies inside the dataset folder")
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written into the data
+
+
+# Issue 24: every number is validated once, before any work, with the same wording for flags and --config.
+
+NUMBER_PROBES = ("nan", "inf", "-1", "two")  # no numeric flag of defect-nas takes -1: each is rejected
+POSITIONALS = {"cost": ["spec.json"], "predict": ["model", "x.png"], "benchmark": ["model"], "export": ["run"],
+               "explain": ["target"], "analyze": ["teacher"], "train": ["--arch", "x"],
+               "netscore": ["--accuracy", "90", "--params", "1e6", "--macs", "1e8"],
+               "worker": ["--study", "s", "--storage", "sqlite:///s.db"]}
+
+
+def numeric_flags() -> list[tuple[str, argparse.Action]]:
+    """(command, action) of every option of every command that converts its value (not text)."""
+    from defect_nas.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [(command, a) for command, p in sub.choices.items() for a in p._actions
+            if a.option_strings and a.type not in (None, str)]
+
+
+def test_every_numeric_flag_goes_through_one_validated_type():
+    """A flag added later with a bare type=int or type=float (NaN, inf, -1 pass) fails here."""
+    from defect_nas.cli.search import duration
+
+    flags = numeric_flags()
+    assert len(flags) > 60  # every command's parser was walked
+    unchecked = [f"{c} {a.option_strings[0]}" for c, a in flags
+                 if not (hasattr(a.type, "bounds") or a.type is duration or (a.type is int and a.choices))]
+    assert unchecked == []
+
+
+def test_nan_inf_minus_one_and_words_are_refused_by_every_numeric_flag_of_every_command(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """NaN reached the workers (search --ema-epochs nan, --accuracy-margin nan), -1 reached optuna
+    (search --seed -1) and torch (train --lr -1), 10^8 reached a 409 GB allocation (benchmark --batch):
+    tracebacks. Now each is one line naming the flag, exit 2, while parsing, so nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    for command, action in numeric_flags():
+        flag = action.option_strings[0]
+        for value in NUMBER_PROBES:
+            with pytest.raises(SystemExit) as stopped:  # refused while parsing, before the command starts
+                main([command, *POSITIONALS.get(command, []), flag, value])
+            assert stopped.value.code == 2, f"{command} {flag} {value}"
+            one_line(capsys, flag)
+    with pytest.raises(SystemExit):
+        main(["benchmark", "model", "--batch", "100000000"])
+    one_line(capsys, "--batch: '100000000' must be a whole number from 1 to 1024")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("stored, message", [
+    ({"trials": "two"}, "--trials: 'two' must be a whole number of at least 1"),  # was a TypeError traceback
+    ({"seed": -1}, "--seed: -1 must be a whole number from 0 to 4294967295"),
+    ({"ema_epochs": float("nan")}, "--ema-epochs: nan must be a positive number"),  # JSON's NaN
+    ({"accuracy_margin": float("inf")}, "--accuracy-margin: inf must be a number from 0 to 100"),
+    ({"tolerance": "0.05"}, "--tolerance: '0.05' must be a number above 0 and below 1"),
+    ({"spaces": 3}, "--space: 3 must be a list of names"),
+])
+def test_a_config_file_value_of_the_wrong_kind_or_range_is_the_flags_one_line(stored, message, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"dataset": str(tmp_path / "no-data"), "trials": 2, **stored}))
+    assert main(["search", "--config", str(config), "--results", str(tmp_path / "r")]) == 2
+    one_line(capsys, f"--config {config}: {message}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, capsys, monkeypatch):
+    """It said 'cannot access a file: No space left on device': a full disk fails the write, not the
+    open, and Python then names no file."""
+    run = tmp_path / "run"
+    (run / "winner").mkdir(parents=True)
+    for f in WINNER.iterdir():
+        if f.is_file():
+            (run / "winner" / f.name).write_bytes(f.read_bytes())
+
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["export", str(run), "--out", str(tmp_path / "out")]) == 2
+    one_line(capsys, f"{tmp_path / 'out' / 'arch.json'}: cannot write (No space left on device)")

@@ -67,8 +67,8 @@ def test_netscore_command(capsys):
         (["cost", "BAD"], "not valid JSON"),
         (["sample", "--space", "nope"], "unknown search space 'nope'"),
         (["sample", "--budget-flops", "1e3"], "even at minimum width and depth"),
-        (["sample", "--budget-flops", "abc"], "'abc' is not a number"),
-        (["sample", "--input-size", "8"], "--input-size 8 is outside 32..512"),
+        (["sample", "--budget-flops", "abc"], "'abc' must be a positive number"),
+        (["sample", "--input-size", "8"], "--input-size: '8' must be a whole number from 32 to 512"),
         (["netscore", "--accuracy", "0", "--params", "1", "--macs", "1"], "accuracy must be a percentage"),
     ],
 )

@@ -17,6 +17,7 @@ import pytest
 from datagen import learnable_dataset
 from PIL import Image
 
+from defect_nas.cli.main import main
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.nas.storage import open_storage
 from defect_nas.nas.strategies import make_sampler
@@ -43,12 +44,12 @@ def _start_up_and_sleep() -> None:
 def test_a_ctrl_c_while_a_worker_starts_neither_kills_it_nor_prints_its_traceback():
     """CI caught a worker importing torch when Ctrl-C reached the process group: it printed a
     KeyboardInterrupt traceback before its own code could ignore SIGINT. Children started inside
-    children_ignore_sigint survive a SIGINT sent during their start-up, and the parent keeps its handler."""
-    from defect_nas.nas.procs import children_ignore_sigint
+    children_ignore_stop_signals survive a SIGINT sent during their start-up, and the parent keeps its handler."""
+    from defect_nas.nas.procs import children_ignore_stop_signals
 
     before = signal.getsignal(signal.SIGINT)
     p = mp.get_context("spawn").Process(target=_start_up_and_sleep)
-    with children_ignore_sigint():
+    with children_ignore_stop_signals():
         p.start()
     os.kill(p.pid, signal.SIGINT)  # the child is still starting its interpreter
     p.join(timeout=60)
@@ -96,12 +97,12 @@ def parts(tmp_path_factory) -> Path:
     return root
 
 
-def start(argv: list[str], log: Path | None = None, **env: str) -> subprocess.Popen:
+def start(argv: list[str], log: Path | None = None, cwd: Path | None = None, **env: str) -> subprocess.Popen:
     """The search in its own process group (as a terminal runs it); stderr to ``log`` to watch its phases."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
     err = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen([sys.executable, "-m", "defect_nas", "search", *argv], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=err, start_new_session=True, cwd=cwd)
 
 
 def search_argv(parts: Path, results: Path, run: str, epochs: int, n_trials: int) -> list[str]:
@@ -190,6 +191,8 @@ def test_a_killed_worker_is_reported_its_trial_retried_and_the_search_completes(
 
 @pytest.mark.slow
 def test_ctrl_c_while_exploring_writes_results_exits_130_and_the_resume_retries_the_cut_trials(parts, tmp_path):
+    """The resume is given the run's config.json alone (--config of a run folder resumes that folder:
+    it used to start a new run under the default name, in the current folder)."""
     run = tmp_path / "cut"
     argv = search_argv(parts, tmp_path, "cut", epochs=8, n_trials=8)
     p = start(argv)
@@ -202,36 +205,72 @@ def test_ctrl_c_while_exploring_writes_results_exits_130_and_the_resume_retries_
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
     before = {t.number: t.value for t in trials(run) if t.state == optuna.trial.TrialState.COMPLETE}
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials(run)]
-    resumed = start(argv)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = start(["--config", str(run / "config.json"), "--json"], cwd=elsewhere)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
+    assert json.loads(out)["run_dir"] == str(run) and not any(elsewhere.iterdir())
     after = trials(run)
     assert all(after[n].value == v for n, v in before.items())  # nothing finished was lost or redone
     assert len([t for t in after if t.state in FINISHED]) >= 8
 
 
+def stopped_cleanly(run: Path, err: str, status: int) -> dict:
+    """What a search stopped by a signal must leave: one last line saying how to resume, no traceback,
+    trials.csv, report.html and summary.json written, no trial RUNNING, no SQLite journal. The summary."""
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("defect-nas: interrupted"), err[-2000:]
+    assert "run the same command to resume" in err.strip().splitlines()[-1]
+    assert (run / "trials.csv").is_file() and (run / "report.html").is_file()
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials(run)]
+    assert not (run / "study.db-journal").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["stopped_by"] == signal.Signals(status - 128).name
+    return summary
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("phase, flags", [
-    ("rung 2", ["--top-k", "2", "--promote-epochs", "400", "--trials", "6"]),
-    ("final", ["--top-k", "1", "--final-epochs", "400", "--patience", "400", "--trials", "3"]),
-])
-def test_sigint_to_the_search_alone_after_exploring_exports_the_best_trial_and_exits_130(phase, flags, parts,
-                                                                                         tmp_path):
-    """As `timeout -s INT` or a supervisor sends it: to the main process only, mid rung 2 or mid final
-    training (both run in a pool the search terminates)."""
-    run = tmp_path / "final"
+@pytest.mark.parametrize("phase, flags, signum", [
+    ("rung 2", ["--top-k", "2", "--promote-epochs", "400", "--trials", "6"], signal.SIGTERM),
+    ("final", ["--top-k", "1", "--final-epochs", "400", "--patience", "400", "--trials", "3"], signal.SIGTERM),
+    ("final", ["--top-k", "1", "--final-epochs", "400", "--patience", "400", "--trials", "3"], signal.SIGINT),
+], ids=["rung 2 SIGTERM", "final SIGTERM", "final SIGINT"])
+def test_a_stop_signal_to_the_search_alone_after_exploring_exports_the_best_trial(phase, flags, signum, parts,
+                                                                                  tmp_path):
+    """SIGTERM as `docker stop`, systemd or a supervisor sends it, SIGINT as `timeout -s INT`: to the main
+    process only, mid rung 2 or mid final training (both run in a pool the search kills). SIGTERM used
+    to end the search at once: exit 143, no message, no summary, report or winner, a trial RUNNING."""
+    log, run = tmp_path / "stderr.log", tmp_path / "final"
     p = start(["--dataset", str(parts), *TINY, "--epochs", "2", "--workers", "1", *flags, "--results",
-               str(tmp_path), "--run", "final"])
-    wait_for(lambda: (run / "trials.csv").is_file())  # written as the final phase begins
+               str(tmp_path), "--run", "final"], log)
+    wait_for(lambda: f"{phase}: " in log.read_text())  # the phase began: its pool starts training
     time.sleep(2)
     sent = time.time()
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and time.time() - sent < 30, err[-2000:]
-    assert "Traceback" not in err
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["interrupted"] is True and summary["winner"]["retrained"] is False
-    assert (run / "winner" / "weights.safetensors").is_file() and (run / "report.html").is_file()
+    p.send_signal(signum)
+    p.communicate(timeout=120)
+    assert p.returncode == 128 + signum and time.time() - sent < 30, log.read_text()[-2000:]
+    summary = stopped_cleanly(run, log.read_text(), p.returncode)
+    assert summary["winner"]["retrained"] is False
+    assert (run / "winner" / "weights.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_search_while_exploring_writes_results_and_exits_143(parts, tmp_path):
+    """As systemd stops a service: SIGTERM to every process of it, workers included (they ignore it;
+    the search kills them, fails and re-queues their trials). Also: --workers beyond the cores is capped."""
+    log, run = tmp_path / "stderr.log", tmp_path / "term"
+    p = start(without(search_argv(parts, tmp_path, "term", epochs=8, n_trials=8), "--workers") + ["--workers", "999"],
+              log)
+    wait_for(lambda: len([t for t in trials(run) if t.state in FINISHED]) >= 1)
+    sent = time.time()
+    os.killpg(p.pid, signal.SIGTERM)
+    p.communicate(timeout=120)
+    assert p.returncode == 143 and time.time() - sent < 30, log.read_text()[-2000:]
+    stopped_cleanly(run, log.read_text(), 143)
+    cores = len(os.sched_getaffinity(0))
+    assert f"--workers 999 capped at {cores}" in log.read_text()
+    assert json.loads((run / "environment.json").read_text())["workers"] == cores
 
 
 @pytest.mark.slow
@@ -292,3 +331,98 @@ def test_a_trial_cut_before_its_worker_tagged_it_is_failed_and_queued_again(part
     retry = next(t for t in study.trials if t.state == optuna.trial.TrialState.WAITING)
     assert retry.user_attrs["retry_of"] == cut.number
     assert retry.user_attrs["prototype"] == cut.user_attrs["prototype"]  # the cut prototype is retried as one
+
+
+def _image_folder(root: Path, duplicate_across_classes: bool = False) -> Path:
+    """20 tiny images in 2 classes; optionally class b's first image is a copy of one of class a."""
+    ds = learnable_dataset(classes=2, per_class=10, size=32)
+    for i, (img, label) in enumerate(zip(ds.images, ds.labels)):
+        (root / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(root / ds.class_names[int(label)] / f"{i}.png")
+    if duplicate_across_classes:
+        a, b = ds.class_names
+        copy = next((root / a).iterdir())
+        (root / b / "copy.png").write_bytes(copy.read_bytes())
+    return root
+
+
+def _terminate_self(*args, **kwargs):
+    """Where a command's long step runs: SIGTERM arrives as from `docker stop`."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the handler interrupts this at once
+    pytest.fail("SIGTERM did not stop the step")
+
+
+TRAIN = ["--arch", "prototype:lw/lw@0.35", "--epochs", "1", "--no-latency", "--threads", "1", "--json"]
+
+
+@pytest.mark.parametrize("command, step", [
+    ("train", "defect_nas.evaluators.run.train_spec"),
+    ("teacher", "defect_nas.cli.evaluate.ensure_teacher"),
+])
+def test_sigterm_while_train_or_teacher_works_is_one_line_exit_143_and_nothing_written(command, step, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """SIGTERM used to kill them without a word; now it stops them as Ctrl-C does (exit 143)."""
+    data = _image_folder(tmp_path / "data")
+    monkeypatch.setattr(step, _terminate_self)
+    argv = [command, "--dataset", str(data), "--teacher", "vgg16", "--cache", str(tmp_path / "cache")]
+    if command == "train":
+        argv = ["train", "--dataset", str(data), "--teacher", "none", *TRAIN, "--results", str(tmp_path / "r")]
+    assert main(argv) == 143
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and err.startswith("defect-nas: interrupted by SIGTERM") and "run the same" in err
+    assert not (tmp_path / "cache").exists() and not any((tmp_path / "r").glob("*"))
+
+
+def test_sigterm_to_a_worker_fails_its_running_trial_and_exits_143(parts, tmp_path, monkeypatch, capsys):
+    """`defect-nas worker` on another machine, stopped by its supervisor mid-trial: the trial is
+    failed (not left RUNNING for ever), one line, exit 143."""
+    from defect_nas.nas import engine
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = SearchConfig(dataset=str(parts), budget_flops=2e6, proxy_input_size=32, trials=2, min_accuracy=0)
+    engine.create_or_load_study(config, open_storage(url), "shared")
+
+    class Stopped:
+        def __init__(self, ctx):
+            pass
+
+        def __call__(self, trial):
+            _terminate_self()
+
+    monkeypatch.setattr(engine, "Objective", Stopped)
+    assert main(["worker", "--study", "shared", "--storage", url, "--threads", "1", "--results",
+                 str(tmp_path / "r")]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("defect-nas: interrupted by SIGTERM")
+    states = [t.state for t in optuna.load_study(study_name="shared", storage=open_storage(url)).trials]
+    assert states and optuna.trial.TrialState.RUNNING not in states
+
+
+def test_train_whose_teacher_is_judged_unusable_trains_the_student_without_distillation(tmp_path, monkeypatch,
+                                                                                      capsys):
+    """The default VGG16 teacher at chance on a small folder: train said the students train without
+    distillation, then exited 2 ('distillation asked for (kd != none) but no teacher logits') and
+    trained nothing."""
+    from types import SimpleNamespace
+
+    import defect_nas.cli.evaluate as evaluate
+
+    at_chance = SimpleNamespace(provenance="trained here", test_accuracy=50.0, val_accuracy=0.0,
+                                config=SimpleNamespace(arch="vgg16"), logits=None)
+    monkeypatch.setattr(evaluate, "ensure_teacher", lambda *a, **k: at_chance)  # 85 s of VGG16 training spared
+    data = _image_folder(tmp_path / "data")
+    assert main(["train", "--dataset", str(data), *TRAIN, "--results", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["test_accuracy"] is not None and result["teacher"] is None
+    config = json.loads((Path(result["run_dir"]) / "config.json").read_text())
+    assert "trained without distillation" in config["teacher_dropped"] and config["train"]["kd"] == "none"
+
+
+def test_the_same_image_filed_under_two_classes_is_warned_about_at_load(tmp_path, capsys):
+    """It trained silently: one copy is mislabelled, and training learns both labels for one picture."""
+    data = _image_folder(tmp_path / "data", duplicate_across_classes=True)
+    assert main(["train", "--dataset", str(data), "--teacher", "none", *TRAIN, "--results", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "defect-nas: warning: 1 image(s)" in err and "filed under two or more classes" in err
+    assert "copy.png (" in err

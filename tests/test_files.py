@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from defect_nas.core.files import append_csv_row, atomic_folder, atomic_path, read_csv_rows, write_json
-from defect_nas.core.interrupts import deferred_sigint
+from defect_nas.core.interrupts import Terminated, deferred_stop
 
 
 def test_appended_rows_read_back_with_one_header(tmp_path):
@@ -46,13 +46,16 @@ def test_an_export_that_fails_midway_keeps_the_previous_model_folder_whole(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["winner"]  # no temporary or old folder left behind
 
 
-def test_ctrl_c_during_an_export_lets_it_finish_and_a_second_one_stops_at_once():
+@pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_ctrl_c_during_an_export_lets_it_finish_and_a_second_one_stops_at_once(signum, raised):
+    """Ctrl-C, and SIGTERM as docker stop sends it (which used to kill the export half-way)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     told = []
-    with deferred_sigint(lambda: told.append("finishing the export")) as stopped:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+    with deferred_stop(lambda: told.append("finishing the export")) as stopped:
+        os.kill(os.getpid(), signum)
         finished = True  # the step went on
-    assert finished and stopped == [signal.SIGINT] and told == ["finishing the export"]
-    with pytest.raises(KeyboardInterrupt), deferred_sigint(lambda: None):
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C is back
+    assert finished and stopped == [signum] and told == ["finishing the export"]
+    with pytest.raises(raised), deferred_stop(lambda: None):
+        os.kill(os.getpid(), signum)
+        os.kill(os.getpid(), signum)
+    assert {s: signal.getsignal(s) for s in before} == before  # the usual handlers are back

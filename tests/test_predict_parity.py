@@ -91,3 +91,28 @@ def test_the_model_cards_snippet_reproduces_predict(trained, tmp_path, capsys, m
     assert main(["predict", str(folder), str(image), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)[0]
     assert label == pred["label"] and abs(float(probability) - pred["probability"]) < 1e-6
+
+
+def test_predict_runs_the_int8_model_of_an_int8_export_and_says_so(trained, tmp_path, capsys):
+    """predict on an `export --format onnx-int8` folder silently ran the fp32 weights beside the
+    int8 model; it now runs what was exported for deployment, and --json says which it ran."""
+    from defect_nas.evaluators.latency import INPUT_NAME, ort_session
+    from defect_nas.evaluators.preprocess import model_input
+    from defect_nas.nas.export import load_model
+
+    ds, split, folder = trained
+    model, spec, labels = load_model(folder)
+    int8 = tmp_path / "int8"
+    calibration = model_input(ds.images[split.train[:32]]).numpy()
+    save_model(model, spec, labels, int8, ("safetensors", "onnx", "onnx-int8"), calibration=calibration)
+    image = tmp_path / "x.png"
+    i = int(split.test[0])
+    Image.fromarray(ds.images[i, 0].numpy()).save(image)
+    assert main(["predict", str(int8), str(image), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)[0]
+    assert (pred["runtime"], pred["precision"]) == ("onnxruntime", "int8")
+    x = model_input(ds.images[i : i + 1]).numpy()
+    logits = ort_session(int8 / "model.int8.onnx").run(None, {INPUT_NAME: x})[0]
+    assert abs(pred["probability"] - float(torch.softmax(torch.from_numpy(logits), 1).max())) < 1e-6
+    assert main(["predict", str(folder), str(image), "--json"]) == 0  # an fp32 export runs in PyTorch, said
+    assert json.loads(capsys.readouterr().out)[0]["precision"] == "fp32"

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from defect_nas.cli.evaluate import add_data_args, add_teacher_args, load_data, runtime_from, teacher_config_from
+from defect_nas.cli.numbers import positive_int
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder, write_csv, write_json
@@ -27,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="'teacher' (the cached teacher of the --teacher flags) or a model folder")
     add_data_args(p)
     add_teacher_args(p)
-    p.add_argument("--images", type=int, default=240, help="validation images to measure on (default 240)")
-    p.add_argument("--k", type=int, default=5, help="neighbours of the geodesic graph (Kim et al.: 5)")
+    p.add_argument("--images", type=positive_int, default=240, help="validation images to measure on (default 240)")
+    p.add_argument("--k", type=positive_int, default=5, help="neighbours of the geodesic graph (Kim et al.: 5)")
     p.add_argument("--out", help="output folder (default results/analysis/<name>)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)

@@ -9,15 +9,18 @@ from pathlib import Path
 from rich.table import Table
 
 from defect_nas.cli.evaluate import add_device_arg
+from defect_nas.cli.numbers import int_in, non_negative_int, threads_int
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder, write_text_atomic
+
+MAX_BATCH = 1024  # throughput saturates long before; 10^8 asked for a 409 GB allocation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the winner (or a trial) of a run")
     p.add_argument("run")
-    p.add_argument("--trial", type=int, help="export this trial's weights instead of the winner")
+    p.add_argument("--trial", type=non_negative_int, help="export this trial's weights instead of the winner")
     p.add_argument("--format", action="append", choices=["onnx", "onnx-int8", "torchscript", "safetensors"],
                    help="repeatable; default: safetensors and onnx. onnx-int8: ONNX Runtime static quantization "
                         "calibrated on the run's training images, its test accuracy checked against fp32")
@@ -32,9 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("benchmark", help="latency/throughput of a model vs ResNet-50, eager and ONNX Runtime")
     p.add_argument("model")
-    p.add_argument("--threads", type=int, help="torch and ORT threads (default: all cores)")
-    p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
+    p.add_argument("--threads", type=threads_int, help="torch and ORT threads (default: all cores)")
+    p.add_argument("--repeats", type=int_in(1, 10_000), default=30)
+    p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=64,
+                   help=f"batch size of the throughput measurement (1..{MAX_BATCH})")
     p.add_argument("--out", help="also write the rows and the environment to this JSON file")
     add_device_arg(p, default="cpu", what="measure besides the CPU (cuda or cuda:N adds GPU rows, fp32 and bf16)")
     p.add_argument("--json", action="store_true")
@@ -98,24 +102,22 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    import torch
-
     from defect_nas.evaluators.preprocess import model_input, read_for_model
-    from defect_nas.nas.export import load_model
+    from defect_nas.nas.export import deployed_model
 
-    model, spec, labels = load_model(args.model)
+    probabilities, spec, labels, ran = deployed_model(args.model)
     results = []
     for path in args.images:
-        x = read_for_model(path, spec.in_channels, spec.input_size)
-        with torch.no_grad():
-            prob = torch.softmax(model(model_input(x)), 1)[0]
+        prob = probabilities(model_input(read_for_model(path, spec.in_channels, spec.input_size)))[0]
         k = int(prob.argmax())
-        results.append({"path": path, "label": labels[k], "probability": float(prob[k])})
+        results.append({"path": path, "label": labels[k], "probability": float(prob[k]),
+                        "runtime": ran["runtime"], "precision": ran["precision"]})
     if args.json:
         print_json(results)
         return
     for r in results:
         console.print(f"{r['path']}: [bold]{r['label']}[/] ({r['probability']:.3f})")
+    console.print(f"ran {ran['file']}: {ran['runtime']}, {ran['precision']}", style="dim", highlight=False)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 from rich.table import Table
 
+from defect_nas.cli.numbers import finite_float, int_in, positive_float, positive_int, seed_int
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.cost import cost
@@ -17,21 +17,13 @@ from defect_nas.core.netscore import NetScoreConfig, netscore
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces, get_space
 
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 100e6)") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return v
+EXPONENT = finite_float(0, 10)  # NetScore's exponents: 0 drops a term; negative ones reward the opposite
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-size", type=int, default=200, help="input height = width in pixels (32..512)")
+    p.add_argument("--input-size", type=int_in(32, 512), default=200, help="input height = width in pixels (32..512)")
     p.add_argument("--in-channels", type=int, default=1, choices=[1, 3], help="1 = grayscale, 3 = RGB")
-    p.add_argument("--classes", type=int, default=6, help="number of classes (NEU: 6)")
+    p.add_argument("--classes", type=int_in(2, 10_000), default=6, help="number of classes (NEU: 6)")
 
 
 def task_from(args: argparse.Namespace) -> Task:
@@ -52,10 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="residual", help="search space name (see 'defect-nas spaces')")
     p.add_argument("--prototype", help="take this prototype of the space instead of a random draw")
     p.add_argument("--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="relative band around the target (0.05 = +-5%%)")
-    p.add_argument("--max-params", type=int, help="upper limit on parameters")
+    p.add_argument("--tolerance", type=finite_float(0, 1, above=True, below=True), default=0.05,
+                   help="relative band around the target (0.05 = +-5%%)")
+    p.add_argument("--max-params", type=positive_int, help="upper limit on parameters")
     p.add_argument("--no-fit", action="store_true", help="print the spec as drawn, without fitting it")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--out", help="also write the spec JSON to this file")
     add_task_args(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -63,17 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("cost", help="MACs and params of a spec: analytic, fvcore and ptflops")
     p.add_argument("spec", help="ArchSpec JSON file")
-    p.add_argument("--input-size", type=int, help="count at this input size (default: the spec's)")
+    p.add_argument("--input-size", type=int_in(32, 512), help="count at this input size (default: the spec's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("netscore", help="NetScore of an accuracy / params / MACs triple")
-    p.add_argument("--accuracy", type=float, required=True, help="accuracy in percent")
+    p.add_argument("--accuracy", type=finite_float(0, 100), required=True, help="accuracy in percent")
     p.add_argument("--params", type=positive_float, required=True, help="number of parameters")
     p.add_argument("--macs", type=positive_float, required=True, help="multiply-accumulates per image")
-    p.add_argument("--alpha", type=float, default=2.0)
-    p.add_argument("--beta", type=float, default=0.5)
-    p.add_argument("--gamma", type=float, default=0.5)
+    p.add_argument("--alpha", type=EXPONENT, default=2.0)
+    p.add_argument("--beta", type=EXPONENT, default=0.5)
+    p.add_argument("--gamma", type=EXPONENT, default=0.5)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_netscore)
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.table import Table
 
-from defect_nas.cli.design import positive_float
+from defect_nas.cli.numbers import finite_float, int_in, number, positive_float, positive_int, seed_int, threads_int
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.cli.progress import epoch_progress
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
-from defect_nas.core.search_config import kd_for
+from defect_nas.core.search_config import BOUNDS, kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
 from defect_nas.evaluators.runtime import DEVICES_HELP, Runtime
@@ -63,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="neu", help=DATASET_HELP)
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--split-seed", type=seed_int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--threads", type=threads_int, help="torch threads (default: all cores)")
     add_device_arg(p)
 
 
@@ -74,21 +76,22 @@ def add_device_arg(p: argparse.ArgumentParser, default: str = "auto", what: str 
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--input-size", type=int, help="train and test at this size (default: the data's)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--input-size", type=int_in(32, 512), help="train and test at this size (default: the data's)")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=32)
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=finite_float(0, 10, above=True), help="learning rate (default: 2e-3 AdamW, 0.05 SGD)")
     p.add_argument("--kd", choices=["l2", "kl"], default="kl", help="distillation loss when a teacher is used")
-    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term")
-    p.add_argument("--crop-scale", type=float, default=1.0, help="< 1 adds random resized crops")
+    p.add_argument("--kd-alpha", type=number(BOUNDS["kd_alpha"]), default=0.5, help="weight of the distillation term")
+    p.add_argument("--crop-scale", type=finite_float(0, 1, above=True), default=1.0,
+                   help="< 1 adds random resized crops")
     p.add_argument("--class-weights", choices=["none", "balanced"], default="none")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], default="shuffle")
-    p.add_argument("--patience", type=int, help="early stopping after this many epochs without gain")
-    p.add_argument("--ema-epochs", type=float, default=5.0,
+    p.add_argument("--patience", type=positive_int, help="early stopping after this many epochs without gain")
+    p.add_argument("--ema-epochs", type=finite_float(0), default=5.0,
                    help="keep a moving average of the weights over about this many epochs (0: the raw weights)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of initialisation and batch order")
 
 
 def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: bool = True, **teacher_help) -> None:
@@ -97,9 +100,10 @@ def add_teacher_args(p: argparse.ArgumentParser, default: str = "vgg16", cache: 
     p.add_argument("--teacher-init", choices=INITS, default="imagenet",
                    help="imagenet (transfer), scratch (random), scratch-bn (random, VGG16 with batch norm)")
     p.add_argument("--teacher-weights", help="state dict of torchvision VGG16 (or its features) to start from")
-    p.add_argument("--teacher-epochs", type=int, default=8)
-    p.add_argument("--teacher-input-size", type=int, default=128)
-    p.add_argument("--teacher-freeze", type=int, default=0, help="freeze the lowest N VGG16 conv blocks")
+    p.add_argument("--teacher-epochs", type=number(BOUNDS["teacher_epochs"]), default=8)
+    p.add_argument("--teacher-input-size", type=number(BOUNDS["teacher_input_size"]), default=128)
+    p.add_argument("--teacher-freeze", type=number(BOUNDS["teacher_freeze"]), default=0,
+                   help="freeze the lowest N VGG16 conv blocks")
     if cache:
         p.add_argument("--cache", help="teacher cache folder (default: $DEFECT_NAS_CACHE or ~/.cache/defect-nas)")
 
@@ -111,7 +115,16 @@ def runtime_from(args: argparse.Namespace) -> Runtime:
 
 def load_data(args: argparse.Namespace):
     dataset = load_dataset(args.dataset)
+    warn_about(dataset)
     return dataset, make_split(dataset, seed=args.split_seed)
+
+
+def warn_about(dataset) -> None:
+    """What is odd about the data but does not stop the command, as a warning line on stderr."""
+    from defect_nas.evaluators.data.checks import label_conflicts
+
+    if problem := label_conflicts(dataset):
+        print(f"defect-nas: warning: {problem}", file=sys.stderr)
 
 
 def teacher_config_from(args: argparse.Namespace) -> TeacherConfig | None:
@@ -196,6 +209,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         trained = ensure_teacher(dataset, split, cfg, args.cache, log=log, runtime=runtime)
         log(f"teacher: {trained.provenance}, test accuracy {trained.test_accuracy:.2f}%")
         teacher, dropped = usable_teacher(trained, dataset, split, log)
+        if dropped:  # the student trains without distillation, as the warning says (it used to exit 2 here)
+            tcfg = replace(tcfg, kd="none")
     with epoch_progress(args.epochs, spec.name or "train", args.json) as on_epoch:
         result = train_spec(spec, dataset, split, tcfg, teacher, latency=not args.no_latency, runtime=runtime,
                             on_epoch=on_epoch)

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from defect_nas.cli.numbers import int_in
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder, write_csv, write_json, write_text_atomic
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*")
     p.add_argument("--method", default="gradcam", help="gradcam (last conv stage) or saliency (input gradient)")
     p.add_argument("--out", help="folder for the maps (default: ./explanations, or RUN/explain for a run)")
-    p.add_argument("--steps", type=int, default=20, help="deletion test: fractions of pixels removed, 0..1")
+    p.add_argument("--steps", type=int_in(1, 1000), default=20,
+                   help="deletion test: fractions of pixels removed, 0..1")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import warnings
 
 from defect_nas import __version__
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import WRITE_ERRORS
+from defect_nas.core.interrupts import handle_stop_signals, stop_status, stopped_by
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv  # which flags the user typed (``search --config`` lets them override the file)
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl-C or a supervisor's SIGINT ends a command cleanly (exit 130, results written) even when it
-        # was started as a background job of a script, which inherits SIGINT ignored (the shell's rule)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    handle_stop_signals()  # Ctrl-C and SIGTERM end a command cleanly: exit 130 / 143, results written
     try:
         return int(args.func(args) or 0)
     except DefectNasError as e:
@@ -63,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"defect-nas: error: cannot access {e.filename or 'a file'}: {e.strerror}; check its permissions, "
               "free space, or choose a writable folder", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("defect-nas: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # a search says where its results are (cli.search.exit_status); this is before them
+        how = "" if stopped_by() == "SIGINT" else f" by {stopped_by()}"
+        print(f"defect-nas: interrupted{how}: nothing half-written is kept; run the same command again "
+              "(a search resumes where it stopped)", file=sys.stderr)
+        return stop_status()
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ from pathlib import Path
 
 from rich.live import Live
 
-from defect_nas.cli.design import positive_float
-from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_args
+from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_args, warn_about
+from defect_nas.cli.numbers import finite_float, int_in, number, positive_float, positive_int, threads_int
 from defect_nas.cli.output import console, print_json
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.budget import CHANNEL_MULTIPLE
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
-from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.interrupts import stop_status, stopped_by
+from defect_nas.core.search_config import BOUNDS, SearchConfig, flag
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
@@ -34,6 +35,11 @@ def duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+def field_type(name: str):
+    """The ``type=`` of a SearchConfig field's flag: the range ``--config`` values are held to."""
+    return number(BOUNDS[name])
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search architectures under the budget (resumes an existing run)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -41,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--budget-flops", type=positive_float, default=100e6, help="target MACs (fvcore FLOPs), default 100e6"
     )
-    p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--tolerance", type=field_type("tolerance"), default=0.05)
     p.add_argument("--dataset", default="neu", help=DATASET_HELP)
     p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
     p.add_argument("--strategy", choices=STRATEGIES.names(), default="tpe")
@@ -50,38 +56,45 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what tpe/random maximise and rung 2 ranks by: netscore (accuracy, params, MACs), "
                    "netscore-latency (MACs replaced by measured ONNX Runtime latency) or mnas "
                    "(accuracy x (latency / --latency-target-ms)^-0.07)")
-    p.add_argument("--latency-target-ms", type=positive_float, help="mnas's target batch-1 latency")
-    p.add_argument("--channel-multiple", type=int, default=CHANNEL_MULTIPLE,
+    p.add_argument("--latency-target-ms", type=field_type("latency_target_ms"), help="mnas's target batch-1 latency")
+    p.add_argument("--channel-multiple", type=field_type("channel_multiple"), default=CHANNEL_MULTIPLE,
                    help="budget fit prefers widths in multiples of this: 8 ran 25%% faster in ONNX Runtime at "
                    "equal MACs (median of 16 specs, results/benchmarks/channel_multiple.*); accuracy not measured")
-    p.add_argument("--min-accuracy", type=float, default=95.0,
+    p.add_argument("--min-accuracy", type=field_type("min_accuracy"), default=95.0,
                    help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
-    p.add_argument("--max-params", type=int)
-    p.add_argument("--max-latency-ms", type=float, help="batch-1 latency cap, measured on this machine")
-    p.add_argument("--trials", type=int, help="stop after this many finished trials")
+    p.add_argument("--max-params", type=field_type("max_params"))
+    p.add_argument("--max-latency-ms", type=field_type("max_latency_ms"),
+                   help="batch-1 latency cap, measured on this machine")
+    p.add_argument("--trials", type=field_type("trials"), help="stop after this many finished trials")
     p.add_argument("--time-budget", type=duration,
                    help="the whole run's wall time, e.g. 60m: data, teacher, search, final training, export")
-    p.add_argument("--explore-share", type=float, default=0.4, help="share of the budget for the proxy search")
-    p.add_argument("--promote-share", type=float, default=0.15, help="share for the full-resolution rung")
-    p.add_argument("--epochs", type=int, default=12, help="epochs of a search trial (pruned earlier when weak)")
-    p.add_argument("--proxy-input-size", type=int, default=100, help="input size of search trials (0 = full)")
+    p.add_argument("--explore-share", type=field_type("explore_share"), default=0.4,
+                   help="share of the budget for the proxy search")
+    p.add_argument("--promote-share", type=field_type("promote_share"), default=0.15,
+                   help="share for the full-resolution rung")
+    p.add_argument("--epochs", type=field_type("epochs"), default=12,
+                   help="epochs of a search trial (pruned earlier when weak)")
+    p.add_argument("--proxy-input-size", type=int_in(0, int(BOUNDS["proxy_input_size"].high or 0)), default=100,
+                   help="input size of search trials (0 = full)")
     p.add_argument("--pruner", choices=PRUNERS.names(), default="hyperband")
-    p.add_argument("--min-epochs", type=int, default=3)
-    p.add_argument("--top-k", type=int, default=4, help="candidates promoted to the full-resolution rung")
-    p.add_argument("--promote-epochs", type=int, default=40, help="epoch cap of the full-resolution rung")
-    p.add_argument("--accuracy-margin", type=float, default=1.0,
+    p.add_argument("--min-epochs", type=field_type("min_epochs"), default=3)
+    p.add_argument("--top-k", type=field_type("top_k"), default=4,
+                   help="candidates promoted to the full-resolution rung")
+    p.add_argument("--promote-epochs", type=field_type("promote_epochs"), default=40,
+                   help="epoch cap of the full-resolution rung")
+    p.add_argument("--accuracy-margin", type=field_type("accuracy_margin"), default=1.0,
                    help="the winner: best NetScore among rung-2 candidates within this many points of the best")
-    p.add_argument("--final-seeds", type=int, default=3)
-    p.add_argument("--final-epochs", type=int, default=150, help="epoch cap of each final seed")
+    p.add_argument("--final-seeds", type=field_type("final_seeds"), default=3)
+    p.add_argument("--final-epochs", type=field_type("final_epochs"), default=150, help="epoch cap of each final seed")
     p.add_argument(
         "--patience",
-        type=int,
+        type=field_type("patience"),
         default=25,
         help="a final seed whose validation has not improved for this many epochs (counted in its "
         "schedule's second half) ends with a short anneal",
     )
-    p.add_argument("--final-input-size", type=int, help="default: the data's size")
-    p.add_argument("--ema-epochs", type=float, default=5.0,
+    p.add_argument("--final-input-size", type=field_type("final_input_size"), help="default: the data's size")
+    p.add_argument("--ema-epochs", type=finite_float(0), default=5.0,
                    help="the final seeds and baselines keep, in their schedule's second half, a moving average "
                    "of the weights over at most this many epochs (0: the raw weights)")
     add_teacher_args(p, default="none", cache=False,
@@ -90,10 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="none",
                    help=f"comma-separated: {', '.join(baseline_choices())} (default none); trained after "
                         "the winner at its final recipe, in the last 30%% of the time after rung 2")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="local worker processes, one thread each")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--seed", type=field_type("seed"), default=0)
+    p.add_argument("--split-seed", type=field_type("split_seed"), default=0)
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="local worker processes, one thread each (at most one per CPU core: more are capped, said)")
+    p.add_argument("--threads", type=threads_int, default=1, help="torch threads per worker")
     add_device_arg(p, what="train (cuda: workers share each GPU, --workers trials in flight)")
     p.add_argument("--storage", help="postgresql://user@host/db to share the study with remote workers")
     p.add_argument("--run", help="run folder name (default: <dataset>-<budget>m, e.g. neu-100m)")
@@ -104,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join a shared study as one more worker")
     p.add_argument("--study", required=True)
     p.add_argument("--storage", required=True)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=threads_int, default=1)
     add_device_arg(p)
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_worker)
@@ -112,9 +126,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild trials.csv, pareto.csv and report.html from the study")
     p.add_argument("run")
     p.set_defaults(func=cmd_report)
-
-
-FLAG_OF = {"spaces": "space", "time_budget_s": "time_budget"}  # SearchConfig field -> argparse dest, where they differ
 
 
 def typed_flags(args: argparse.Namespace) -> set[str]:
@@ -138,15 +149,16 @@ def with_config_file(config: SearchConfig, args: argparse.Namespace) -> SearchCo
         raise DefectNasError(f"--config {args.config}: not a JSON config ({e.__class__.__name__})") from None
     if not isinstance(stored, dict):
         raise DefectNasError(f"--config {args.config}: not a search config (a JSON object, as config.json)")
-    base = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in RUN_KEYS})
+    try:  # a value of the wrong kind or range: the flag's own message, naming the file
+        base = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in RUN_KEYS})
+    except DefectNasError as e:
+        raise DefectNasError(f"--config {args.config}: {e}") from None
     typed = typed_flags(args)
     return replace(base, **{f.name: getattr(config, f.name) for f in fields(SearchConfig)
-                            if FLAG_OF.get(f.name, f.name) in typed})
+                            if flag(f.name)[2:].replace("-", "_") in typed})
 
 
 def config_from(args: argparse.Namespace) -> SearchConfig:
-    if args.workers < 1 or args.threads < 1:
-        raise DefectNasError("--workers and --threads must be at least 1")
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
     # absolute, so that a worker started elsewhere (or a resumed run) finds the same file
     weights = str(Path(args.teacher_weights).expanduser().resolve()) if args.teacher_weights else None
@@ -197,6 +209,7 @@ def check_budget_feasible(config: SearchConfig) -> None:
     from defect_nas.search_spaces.base import RandomTrial, Task, get_space
 
     ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written
+    warn_about(ds)
     task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
     budget = Budget(config.budget_flops, config.tolerance, config.max_params, config.channel_multiple)
     reasons = []
@@ -213,6 +226,26 @@ def check_budget_feasible(config: SearchConfig) -> None:
     )
 
 
+def run_folder(args: argparse.Namespace, config: SearchConfig) -> Path:
+    """``--results``/``--run``; else, when ``--config`` is the config.json of a run folder (its study.db
+    beside it), that folder, so that the run resumes: it used to start a new run under the default name."""
+    given = Path(args.config) if args.config else None
+    if given and given.name == "config.json" and (given.parent / "study.db").is_file() \
+            and not typed_flags(args) & {"results", "run"}:
+        return given.parent
+    return Path(args.results) / (args.run or config.default_run_name)
+
+
+def capped_workers(asked: int) -> int:
+    """At most one worker process per CPU core this process may use: more only slow each other down
+    (each trains with its own threads) and multiply the memory; the cap is said on stderr."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if asked > cores:
+        print(f"defect-nas: warning: --workers {asked} capped at {cores}, the CPU cores this machine gives "
+              "the search", file=sys.stderr)
+    return min(asked, cores)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     started = time.time()  # the time budget counts from here
     import optuna
@@ -223,7 +256,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = config_from(args)
     device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
     check_budget_feasible(config)
-    run_dir = Path(args.results) / (args.run or config.default_run_name)
+    run_dir = run_folder(args, config)
+    workers = capped_workers(args.workers)
     check_outside_dataset(run_dir, config.dataset)
     if (run_dir / "config.json").is_file():  # whatever the storage: another study must not overwrite this run
         stored = json.loads((run_dir / "config.json").read_text())
@@ -236,7 +270,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
         lambda m: console.print(m, style="dim", highlight=False))
     if args.json:
-        summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers, threads=args.threads,
+        summary = run_search(config, run_dir, storage_url=args.storage, workers=workers, threads=args.threads,
                              log=log, started=started, device=device)
         print_json(summary_json(summary))
     else:
@@ -244,7 +278,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             def progress(study, info):
                 live.update(progress_table(study, info))
 
-            summary = run_search(config, run_dir, storage_url=args.storage, workers=args.workers,
+            summary = run_search(config, run_dir, storage_url=args.storage, workers=workers,
                                  threads=args.threads, progress=progress, log=live.console.print, started=started,
                                  device=device)
         if not console.is_terminal:  # piped: the last frame ends without a newline, and the next line ran into it
@@ -254,12 +288,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def exit_status(summary: dict, run_dir: Path) -> int:
-    """0 for a search that ran to its end; 130 when interrupted, 1 when its workers kept dying: each
-    after its results so far were written, with one line saying how to go on."""
+    """0 for a search that ran to its end; 130 when interrupted (143 by SIGTERM), 1 when its workers
+    kept dying: each after its results so far were written, with one line saying how to go on."""
     again = f"results so far are in {run_dir}; run the same command to resume"
     if summary.get("interrupted"):
-        print(f"defect-nas: interrupted: {again}", file=sys.stderr)
-        return 130
+        how = "" if stopped_by() == "SIGINT" else f" by {stopped_by()}"
+        print(f"defect-nas: interrupted{how}: {again}", file=sys.stderr)
+        return stop_status()
     if summary.get("incomplete"):
         print(f"defect-nas: error: the search stopped early ({summary['incomplete']}, "
               f"{summary.get('workers_died', 0)} worker death(s)): {again}", file=sys.stderr)

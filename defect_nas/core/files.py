@@ -26,6 +26,18 @@ _UMASK = _umask()
 
 
 @contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError in the block that names no file gets ``path``: a full disk fails a write, not
+    its open, and Python then names no file ("cannot access a file: No space left on device")."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; whatever is written there replaces ``path`` in one
     rename when the block ends without error, and is removed otherwise."""
@@ -34,7 +46,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        yield Path(tmp)
+        with naming(path):
+            yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result is an ordinary file
         os.replace(tmp, path)
     finally:
@@ -56,7 +69,8 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         os.replace(old, path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        yield tmp
+        with naming(path):
+            yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; the result is an ordinary folder
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)

@@ -7,11 +7,14 @@ changes a result (space, budget, fidelity, teacher, seed), and nothing machine-s
 from __future__ import annotations
 
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from defect_nas.core.budget import CHANNEL_MULTIPLE, channel_multiple_problem
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.numbers import AT_LEAST_1, FRACTION, POSITIVE, SEED, Bounds
 from defect_nas.core.utility import OBJECTIVES
 
 NO_TEACHER = "none"
@@ -27,6 +30,42 @@ RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older 
 MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1G at 224 px); above this a
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
+FLAGS = {"spaces": "--space", "time_budget_s": "--time-budget"}  # fields whose flag is not --field-name
+SIZE = Bounds(whole=True, low=MIN_INPUT, high=MAX_INPUT)
+SHARE = Bounds(low=0, high=1, above=True, below=True)
+BOUNDS = {  # the range of each numeric field, for its flag and --config alike (others: any finite value)
+    "budget_flops": POSITIVE, "tolerance": SHARE, "max_params": AT_LEAST_1, "max_latency_ms": POSITIVE,
+    "latency_target_ms": POSITIVE, "channel_multiple": AT_LEAST_1, "min_accuracy": Bounds(low=0, high=100, below=True),
+    "trials": AT_LEAST_1, "time_budget_s": POSITIVE, "explore_share": SHARE, "promote_share": Bounds(low=0, high=1,
+    below=True), "epochs": AT_LEAST_1, "proxy_input_size": SIZE, "min_epochs": AT_LEAST_1, "top_k": AT_LEAST_1,
+    "promote_epochs": AT_LEAST_1, "accuracy_margin": Bounds(low=0, high=100), "final_seeds": AT_LEAST_1,
+    "final_epochs": AT_LEAST_1, "patience": AT_LEAST_1, "final_input_size": SIZE, "ema_epochs": POSITIVE,
+    "teacher_freeze": Bounds(whole=True, low=0, high=5), "teacher_epochs": AT_LEAST_1, "teacher_input_size": SIZE,
+    "kd_alpha": FRACTION, "seed": SEED, "split_seed": SEED,
+}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a SearchConfig field, as errors name it."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _kind_problem(value: Any, hint: Any, bounds: Bounds | None) -> str | None:
+    """What is wrong with a field's value for its annotation (``int | None``, ``tuple[str, ...]``...)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint in (int, float):
+        return (bounds or Bounds(whole=hint is int)).problem(value)
+    if hint is bool:
+        return None if isinstance(value, bool) else f"{value!r} must be true or false"
+    if hint is str:
+        return None if isinstance(value, str) else f"{value!r} must be text"
+    if typing.get_origin(hint) is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        return None if ok else f"{value!r} must be a list of names"
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,7 +115,14 @@ class SearchConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
+        for name in ("ema_epochs", "proxy_input_size"):  # 0 means none (the data's size), as on the command line
+            if getattr(self, name) == 0 and not isinstance(getattr(self, name), bool):
+                object.__setattr__(self, name, None)
+        hints = typing.get_type_hints(type(self))
+        problems = [f"{flag(f.name)}: {p}" for f in fields(self)  # every field, also those added later
+                    if (p := _kind_problem(getattr(self, f.name), hints[f.name], BOUNDS.get(f.name)))]
+        if problems:  # before the checks below, which compare values of the right kind
+            raise DefectNasError(problems[0])
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
         if self.objective not in OBJECTIVES:
@@ -88,35 +134,13 @@ class SearchConfig:
         if not 0 < self.budget_flops <= MAX_BUDGET:
             problems.append(f"--budget-flops {self.budget_flops:g}: choose a positive budget up to {MAX_BUDGET:g} MACs"
                             " (the smallest the spaces reach is checked next, against your data)")
-        if not 0 < self.tolerance < 1:
-            problems.append(f"--tolerance {self.tolerance:g}: a fraction in (0, 1), e.g. 0.05 for +-5%")
-        if self.trials is not None and self.trials < 1:
-            problems.append(f"--trials {self.trials}: must be at least 1")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            problems.append("--time-budget must be positive")
-        if not 0 <= self.min_accuracy < 100:
-            problems.append(f"--min-accuracy {self.min_accuracy}: a percentage below 100")
-        if min(self.epochs, self.final_epochs, self.final_seeds, self.top_k, self.promote_epochs, self.patience) < 1:
-            problems.append("epochs, promote/final epochs, final seeds, patience and top-k must be at least 1")
         if not (0 < self.explore_share and 0 <= self.promote_share and self.explore_share + self.promote_share < 1):
             problems.append("--explore-share and --promote-share must be positive and sum to less than 1")
-        if self.ema_epochs is not None and self.ema_epochs <= 0:
-            problems.append(f"--ema-epochs {self.ema_epochs:g}: a positive horizon in epochs, or 0 for none")
-        if self.accuracy_margin < 0:
-            problems.append("--accuracy-margin must be at least 0")
         if self.min_epochs < 1 or self.min_epochs > self.epochs:
             problems.append(f"--min-epochs {self.min_epochs} must be in 1..--epochs ({self.epochs})")
         object.__setattr__(self, "kd", kd_for(self.teacher, self.kd))
-        if not 0 <= self.teacher_freeze <= 5:
-            problems.append(f"--teacher-freeze {self.teacher_freeze}: VGG16 has 5 conv blocks (0..5)")
         if not self.spaces:
             problems.append("--space: name at least one search space")
-        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
-            problems.append("--max-latency-ms must be positive")
-        for flag, size in (("--proxy-input-size", self.proxy_input_size), ("--final-input-size", self.final_input_size),
-                           ("--teacher-input-size", self.teacher_input_size)):
-            if size is not None and not MIN_INPUT <= size <= MAX_INPUT:  # checked before any work, not mid-search
-                problems.append(f"{flag} {size}: choose {MIN_INPUT}..{MAX_INPUT} pixels")
         if not str(self.dataset).strip():
             problems.append("--dataset is empty: name a registered dataset (neu, dagm) or a folder")
         if problems:
@@ -136,7 +160,7 @@ class SearchConfig:
         if unknown:
             raise DefectNasError(f"search config: unknown key {sorted(unknown)[0]!r} (written by a newer defect-nas?)")
         for key in ("spaces", "baselines"):
-            if key in d and d[key] is not None:
+            if isinstance(d.get(key), list):  # JSON has no tuples; anything else is checked as it is
                 d[key] = tuple(d[key])
         return cls(**d)
 

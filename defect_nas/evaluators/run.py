@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from defect_nas.core.cost import cost
-from defect_nas.core.files import write_csv, write_json
+from defect_nas.core.files import write_csv, write_json, write_text_atomic
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.spec import ArchSpec
@@ -92,7 +92,7 @@ def write_run(
     write_json(run / "config.json", config)
     write_json(run / "environment.json", environment(seed))
     write_json(run / "split.json", split.to_json(dataset))
-    (run / "arch.json").write_text(result.spec.to_json() + "\n")
+    write_text_atomic(run / "arch.json", result.spec.to_json() + "\n")
     summary = {k: v for k, v in result.summary.items() if k != "history"}
     write_json(run / "metrics.json", summary)
     write_csv(run / "history.csv", result.summary["history"])

@@ -8,6 +8,7 @@ A model folder holds ``arch.json`` (the ArchSpec), ``weights.safetensors``, ``la
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.files import write_text_atomic
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.evaluators.latency import export_onnx
 from defect_nas.search_spaces.build import build
@@ -34,8 +36,8 @@ def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, .
         raise DefectNasError("--format onnx-int8 needs calibration images: export it from a run folder")
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
-    (out / "arch.json").write_text(spec.to_json() + "\n")
-    (out / "labels.json").write_text(json.dumps(list(class_names)) + "\n")
+    write_text_atomic(out / "arch.json", spec.to_json() + "\n")  # a full disk: one line naming the file
+    write_text_atomic(out / "labels.json", json.dumps(list(class_names)) + "\n")
     written = [out / "arch.json", out / "labels.json"]
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "weights.safetensors",
               metadata={"arch": spec.to_json(indent=None), "labels": json.dumps(list(class_names))})
@@ -69,6 +71,32 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str
             f"{folder / 'weights.safetensors'}: does not fit arch.json ({e.__class__.__name__})"
         ) from None
     return model.eval(), spec, names
+
+
+def deployed_model(folder: str | Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], ArchSpec,
+                                                  tuple[str, ...], dict[str, str]]:
+    """What ``predict`` runs: the int8 ONNX model when the folder was exported with ``--format
+    onnx-int8`` (that export is what gets deployed; predict used to run the fp32 weights beside it),
+    else the fp32 weights in PyTorch. Returns a function from model inputs to class probabilities,
+    the spec, the class names and which runtime and precision ran."""
+    model, spec, names = load_model(folder)  # also checks the folder whole
+    int8 = Path(folder) / "model.int8.onnx"
+    if int8.is_file():
+        from defect_nas.evaluators.latency import INPUT_NAME, ort_session
+
+        session = ort_session(int8)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            logits = session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+            return torch.softmax(torch.from_numpy(logits), 1)
+
+        return run, spec, names, {"runtime": "onnxruntime", "precision": "int8", "file": int8.name}
+
+    def run_torch(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(model(x), 1)
+
+    return run_torch, spec, names, {"runtime": "pytorch", "precision": "fp32", "file": "weights.safetensors"}
 
 
 def _labels(path: Path, classes: int) -> tuple[str, ...]:

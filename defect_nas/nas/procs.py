@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from defect_nas.core.interrupts import STOP_SIGNALS
 from defect_nas.evaluators.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -29,33 +30,36 @@ def die_with_parent() -> None:
         pass
 
 
-def ignore_sigint() -> None:
-    """Ctrl-C reaches the whole process group: the search process alone handles it (it stops its
-    workers and writes the results), so a worker neither dies mid-write nor prints a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def ignore_stop_signals() -> None:
+    """Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole service: the search
+    process alone handles them (it kills its workers, fails and re-queues their trials, and writes
+    the results), so a worker neither dies mid-write nor prints a traceback."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 @contextmanager
-def children_ignore_sigint() -> Iterator[None]:
+def children_ignore_stop_signals() -> Iterator[None]:
     """Start child processes inside this: a spawned child imports torch for seconds before its own
     code can ignore SIGINT, and a Ctrl-C in that window printed its KeyboardInterrupt traceback. An
-    ignored SIGINT survives exec and Python then leaves it ignored, so the search process ignores it
-    while it starts children (milliseconds) and restores its own handler at once."""
+    ignored signal survives exec and Python then leaves SIGINT ignored, so the search process
+    ignores both while it starts children (milliseconds) and restores its own handlers at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _Pool(ProcessPoolExecutor):
-    """A pool whose workers start with SIGINT ignored (they are spawned on submit)."""
+    """A pool whose workers start with SIGINT and SIGTERM ignored (they are spawned on submit)."""
 
     def submit(self, fn, /, *args, **kwargs):
-        with children_ignore_sigint():
+        with children_ignore_stop_signals():
             return super().submit(fn, *args, **kwargs)
 
 
@@ -65,7 +69,7 @@ def _pool_init(config_dict: dict, run_dir: str, threads: int, device: str, count
     from defect_nas.nas.engine import load_context
 
     die_with_parent()
-    ignore_sigint()
+    ignore_stop_signals()
     warnings.filterwarnings("ignore")
     with counter.get_lock():  # this process's index, so that workers spread over the GPUs
         index = counter.value
@@ -83,8 +87,9 @@ def context() -> SearchContext:
 def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
              device: str = "cpu") -> Iterator[ProcessPoolExecutor]:
     """``processes`` spawned workers with ``threads`` torch threads each on ``device`` (round-robin
-    over the GPUs with ``cuda``), the run's context loaded. Left by an exception (Ctrl-C), the
-    workers are terminated at once: shutting down waited for their trainings (38 s to hang)."""
+    over the GPUs with ``cuda``), the run's context loaded. Left by an exception (Ctrl-C, SIGTERM),
+    the workers are killed at once (they ignore SIGTERM): shutting down waited for their trainings
+    (38 s to hang)."""
     spawn = mp.get_context("spawn")
     pool = _Pool(max_workers=max(1, processes), mp_context=spawn, initializer=_pool_init,
                                initargs=(config_dict, str(run_dir), threads, device, spawn.Value("i", 0)))
@@ -92,7 +97,7 @@ def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
         yield pool
     except BaseException:
         for p in list((getattr(pool, "_processes", None) or {}).values()):  # no public terminate before 3.14
-            p.terminate()
+            p.kill()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
@@ -103,7 +108,7 @@ MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying (out of memory on
 
 def _search_worker(*args) -> None:
     die_with_parent()
-    ignore_sigint()
+    ignore_stop_signals()
     from defect_nas.nas.engine import worker_process
 
     worker_process(*args)
@@ -130,7 +135,7 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
 
     def start(w: int, trials_before: int):
         p = spawn.Process(target=_search_worker, args=(*args[:4], w, *args[4:-1], trials_before), daemon=False)
-        with children_ignore_sigint():
+        with children_ignore_stop_signals():
             p.start()
         return p
 
@@ -155,14 +160,11 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
                 if again:
                     restarts[w] += 1
                     procs[w] = start(w, len(study.trials))
-    except KeyboardInterrupt:  # stop at once; their running trials are failed and queued again for a resume
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop at once; their running trials are failed and queued
+        for p in procs.values():  # again for a resume. Killed (they ignore SIGTERM), and gone before their
+            p.kill()  # trials are failed: a worker must not tell a trial after that
         for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            p.join(timeout=5)
-            if p.exitcode is None:  # still writing after 5 s: it must not tell a trial after we fail it
-                p.kill()
-                p.join()
+            p.join()
             fail_orphaned_trials(study, p.pid)
         raise
     return deaths

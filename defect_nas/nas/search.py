@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from defect_nas.core.cost import cost
 from defect_nas.core.files import atomic_folder, write_csv, write_json
-from defect_nas.core.interrupts import deferred_sigint
+from defect_nas.core.interrupts import deferred_stop, stopped_by
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.pareto import pareto_front
@@ -143,15 +143,16 @@ def run_search(
         summary = write_results(ctx, study, run_dir, finalize=finalize and not (interrupted or incomplete), log=log,
                                 workers=workers, threads=threads, plan=plan, baselines=names, timeline=timeline,
                                 watch=watch)
-        with deferred_sigint(lambda: None) as stopped:  # the summary is written whole, Ctrl-C or not
+        with deferred_stop(lambda: None) as stopped:  # the summary is written whole, Ctrl-C or SIGTERM or not
             summary["interrupted"] = interrupted or bool(summary.get("interrupted"))
+            summary["stopped_by"] = stopped_by() if summary["interrupted"] else None  # SIGINT or SIGTERM
             summary["workers_died"] = deaths
             summary["incomplete"] = incomplete or None
             timeline["wall_s"] = round(time.time() - started, 1)
             summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
             write_json(run_dir / "summary.json", summary)
         if stopped and not summary["interrupted"]:  # Ctrl-C during that write: said in the file too
-            summary["interrupted"] = True
+            summary["interrupted"], summary["stopped_by"] = True, stopped_by()
             write_json(run_dir / "summary.json", summary)
         return summary
 
@@ -202,8 +203,8 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     summary["notes"] += outcome.notes
     log(f"exporting the winner (trial {outcome.winner}) to {run_dir / 'winner'}")
     t = time.time()
-    with deferred_sigint(lambda: log("interrupt received: finishing the export (seconds), then stopping; "
-                                     "Ctrl-C again to stop now")) as stopped:
+    with deferred_stop(lambda: log("interrupt received: finishing the export (seconds), then stopping; "
+                                   "a second one (Ctrl-C, SIGTERM) stops now")) as stopped:
         exported = export_winner(ctx, study, run_dir, rows, specs[outcome.winner], outcome, threads=threads)
         summary["notes"] += exported.pop("notes", [])
         summary.update(exported)

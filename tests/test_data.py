@@ -183,30 +183,34 @@ def _gradient(h: int, w: int) -> np.ndarray:
 
 def test_imagefolder_mixed_sizes_use_the_square_on_the_most_common_sizes_shorter_side(tmp_path):
     """The models take square inputs: a 20 x 30 majority makes a 20 x 20 dataset, each image
-    covered and center-cropped the way predict fits a file (nothing stretched)."""
+    scaled to it axis by axis the way predict fits a file (nothing cropped away)."""
     root = tmp_path / "parts"
     for i in range(3):
         save(root / "good" / f"g{i}.png", texture(0, i, (20, 30)))
         save(root / "scratch" / f"s{i}.png", texture(1, i, (20, 30)))
-    save(root / "scratch" / "big.png", _gradient(40, 60))  # same aspect: a plain 2x downscale, then cropped
-    save(root / "scratch" / "tall.png", _gradient(90, 30))  # other aspect: scaled to cover, center-cropped
+    save(root / "scratch" / "big.png", _gradient(40, 60))
+    save(root / "scratch" / "tall.png", _gradient(90, 30))
     ds = load_dataset(root)
     assert ds.image_size == (20, 20) and ds.channels == 1
     assert ds.class_names == ("good", "scratch") and ds.negative_classes == (0,)
-    assert ds.info["resized"] == 8
-    i = ds.paths.index("good/g1.png")
-    assert torch.equal(ds.images[i, 0], torch.from_numpy(texture(0, 1, (20, 30))[:, 5:25]))  # cropped, not scaled
-    big = ds.images[ds.paths.index("scratch/big.png"), 0].numpy()
-    expected = np.asarray(Image.fromarray(_gradient(40, 60)).resize((30, 20), Image.Resampling.BILINEAR))
-    assert np.array_equal(big, expected[:, 5:25])
-    tall = ds.images[ds.paths.index("scratch/tall.png"), 0].numpy()
-    full = np.asarray(Image.fromarray(_gradient(90, 30)).resize((20, 60), Image.Resampling.BILINEAR))
-    assert np.array_equal(tall, full[20:40])
+    assert ds.info["resized"] == 8 and ds.info["resize"] == "stretch"
+    for name, arr in (("good/g1.png", texture(0, 1, (20, 30))), ("scratch/big.png", _gradient(40, 60)),
+                      ("scratch/tall.png", _gradient(90, 30))):
+        expected = np.asarray(Image.fromarray(arr).resize((20, 20), Image.Resampling.BILINEAR))
+        assert np.array_equal(ds.images[ds.paths.index(name), 0].numpy(), expected), name
     from defect_nas.evaluators.preprocess import read_for_model
 
+    i = ds.paths.index("good/g1.png")
     assert torch.equal(read_for_model(root / "good" / "g1.png", 1, 20)[0, 0], ds.images[i, 0])  # predict sees the same
 
 
+def test_images_of_many_sizes_are_squared_at_their_typical_pixel_count(tmp_path):
+    """Line data: no shape holds half the images, so the side is the median sqrt(h x w)."""
+    root = tmp_path / "line"
+    for i, (h, w) in enumerate([(20, 80), (30, 60), (40, 40), (25, 100), (36, 64)]):
+        save(root / ("ok" if i % 2 else "dent") / f"{i}.png", _gradient(h, w))
+    ds = load_dataset(root)
+    assert ds.image_size == (42, 42)  # sqrt(h x w): 40, 42.4, 40, 50, 48 -> median 42.4
 def test_imagefolder_size_argument(tmp_path):
     root = tmp_path / "parts"
     for i in range(2):

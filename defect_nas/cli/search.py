@@ -287,10 +287,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return exit_status(summary, run_dir)
 
 
+NOTHING_LEARNED_STATUS = 3
+
+
 def exit_status(summary: dict, run_dir: Path) -> int:
     """0 for a search that ran to its end; 130 when interrupted (143 by SIGTERM), 1 when its workers
-    kept dying: each after its results so far were written, with one line saying how to go on."""
+    kept dying, 3 when no candidate learned anything (no winner): each after its results so far
+    were written, with one line saying how to go on."""
     again = f"results so far are in {run_dir}; run the same command to resume"
+    if summary.get("nothing_learned"):  # after the report is written: the diagnosis, no winner
+        print(f"defect-nas: error: {summary['nothing_learned']}", file=sys.stderr)
+        return NOTHING_LEARNED_STATUS
     if summary.get("interrupted"):
         how = "" if stopped_by() == "SIGINT" else f" by {stopped_by()}"
         print(f"defect-nas: interrupted{how}: {again}", file=sys.stderr)

@@ -29,6 +29,7 @@ RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1G at 224 px); above this a
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
+IMBALANCE_CHOICES = ("auto", "none", "sampler", "weights", "logit")
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 FLAGS = {"spaces": "--space", "time_budget_s": "--time-budget"}  # fields whose flag is not --field-name
 SIZE = Bounds(whole=True, low=MIN_INPUT, high=MAX_INPUT)
@@ -90,7 +91,10 @@ class SearchConfig:
     explore_share: float = 0.4
     promote_share: float = 0.15
     epochs: int = 12  # rung 1: epochs of a search trial at the proxy size (pruned earlier when weak)
-    proxy_input_size: int | None = 100  # search trials train at this input size (None = data size)
+    proxy_input_size: int | None = None  # search trials train at this input size (None: chosen from the data,
+    # see nas.recipe: 100 px on NEU's 200 px images)
+    imbalance: str = "auto"  # how training treats imbalanced classes: auto (sampler on imbalanced data, else none),
+    # none, sampler (class-balanced batches), weights (class-weighted loss), logit (logit-adjusted loss)
     pruner: str = "hyperband"  # a registered pruner (nas.strategies.PRUNERS)
     min_epochs: int = 3  # first pruning rung
     top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
@@ -123,6 +127,8 @@ class SearchConfig:
                     if (p := _kind_problem(getattr(self, f.name), hints[f.name], BOUNDS.get(f.name)))]
         if problems:  # before the checks below, which compare values of the right kind
             raise DefectNasError(problems[0])
+        if self.imbalance not in IMBALANCE_CHOICES:
+            problems.append(f"--imbalance {self.imbalance!r}: choose {', '.join(IMBALANCE_CHOICES)}")
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
         if self.objective not in OBJECTIVES:

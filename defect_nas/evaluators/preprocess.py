@@ -18,7 +18,7 @@ from defect_nas.evaluators.data.imageio import decode_image, fit, to_chw
 def read_for_model(path: str | Path, channels: int, size: int) -> torch.Tensor:
     """uint8 [1, channels, size, size] of one image file, decoded and sized by the training data's
     own policy (``evaluators.data.imageio``: 16-bit keeps its high byte, grayscale saved as RGB
-    stays grayscale, another size is scaled to cover and center-cropped, never stretched); a
+    stays grayscale, another size is scaled to the square axis by axis, nothing cropped away); a
     missing or unreadable file is one line."""
     if not Path(path).is_file():
         raise DefectNasError(f"{path}: no such image")

@@ -47,6 +47,7 @@ class TrainConfig:
     kd_temperature: float = 4.0
     class_weights: str = "none"  # "none" | "balanced": weighted loss for imbalanced data
     sampler: str = "shuffle"  # "shuffle" | "balanced": class-balanced sampling
+    logit_adjust: float = 0.0  # tau of Menon et al.'s logit-adjusted loss: the loss sees logits + tau * log(prior)
     patience: int | None = None  # a validation plateau (epochs without a better (accuracy, loss), counted
     # in the schedule's second half) ends training with a short anneal: the last 10% of the schedule
     time_budget_s: float | None = None  # train at most this long: ``epochs`` is then a cap, see ``train``
@@ -62,6 +63,7 @@ class TrainConfig:
             (0 < self.crop_scale <= 1, "crop scale must be in (0, 1]"),
             (self.class_weights in ("none", "balanced"), "class weights must be none or balanced"),
             (self.sampler in ("shuffle", "balanced"), "sampler must be shuffle or balanced"),
+            (math.isfinite(self.logit_adjust) and 0 <= self.logit_adjust <= 4, "logit adjustment must be in 0..4"),
             (self.input_size is None or 32 <= self.input_size <= 512, "input size must be in 32..512"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
             (self.time_budget_s is None or self.time_budget_s > 0, "time budget must be positive"),
@@ -160,6 +162,15 @@ def _class_weights(y: torch.Tensor, k: int) -> torch.Tensor:
     return counts.sum() / (k * counts)
 
 
+def _logit_adjustment(y: torch.Tensor, k: int, tau: float) -> torch.Tensor:
+    """``tau * log(class prior)``, added to the logits in the loss only (Menon et al., 2021): the
+    model then predicts as if the classes were balanced, without resampling or reweighting."""
+    if tau == 0:
+        return torch.zeros(k)
+    prior = torch.bincount(y.cpu(), minlength=k).float().clamp_min(1)
+    return tau * (prior / prior.sum()).log()
+
+
 def _epoch_order(y: torch.Tensor, k: int, sampler: str, g: torch.Generator) -> torch.Tensor:
     if sampler == "balanced":
         w = _class_weights(y, k)[y]
@@ -206,6 +217,7 @@ def train(
         kind=config.kd, alpha=config.kd_alpha if config.kd != "none" else 0.0, temperature=config.kd_temperature,
         label_smoothing=config.label_smoothing, class_weights=weights,
     ).to(dev)
+    adjust = _logit_adjustment(data.y_train, k, config.logit_adjust).to(dev)
     lr = config.learning_rate
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -253,7 +265,7 @@ def train(
                 group["lr"] = lr_at(step)
             with rt.autocast(precision):
                 logits = model(x)
-            loss = loss_fn(logits.float(), yb, t)
+            loss = loss_fn(logits.float() + adjust, yb, t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

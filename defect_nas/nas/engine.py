@@ -39,6 +39,7 @@ from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
+from defect_nas.nas.recipe import CHECK_TRIALS, LADDER, Recipe, learned
 from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, metric_names, strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
@@ -83,6 +84,12 @@ class SearchContext:
     deadline: float | None = None  # time.time() after which trials stop early
     runtime: Runtime = field(default_factory=Runtime)  # this process's device, threads, precision
     teacher_note: str | None = None  # why the asked-for teacher was dropped (it scored at chance)
+    recipe_level: int = 0  # the study's escalation rung (nas.recipe.LADDER), raised when nothing learns
+
+    @property
+    def recipe(self) -> Recipe:
+        """How this context's trainings go on this data (proxy size, imbalance, learning rate)."""
+        return Recipe.for_data(self.config, self.dataset, self.recipe_level)
 
     @property
     def task(self) -> Task:
@@ -136,10 +143,13 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
     return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime(), teacher_note=note)
 
 
-def train_config(config: SearchConfig, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
-    """The training recipe of every run of a search; ``overrides``: e.g. patience, time_budget_s."""
-    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd,
-                       kd_alpha=config.kd_alpha, seed=seed, **overrides)
+def train_config(ctx: SearchContext, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
+    """The training recipe of every run of a search (imbalance handling and learning rate from the
+    data's recipe); ``overrides``: e.g. patience, time_budget_s."""
+    config = ctx.config
+    recipe = {**ctx.recipe.train_overrides(), **overrides}
+    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd, kd_alpha=config.kd_alpha, seed=seed,
+                       **recipe)
 
 
 def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,
@@ -147,7 +157,7 @@ def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size:
     """Train ``spec`` (designed at full size) at ``input_size``; return the model and its numbers."""
     from defect_nas.evaluators.run import train_spec
 
-    cfg = train_config(ctx.config, epochs, input_size, seed, **overrides)
+    cfg = train_config(ctx, epochs, input_size, seed, **overrides)
     result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False, runtime=ctx.runtime)
     return result.model, result.summary
 
@@ -163,11 +173,12 @@ class Objective:
         return (0.0, 1e18, 1e18) if self.multi else PENALTY
 
     @staticmethod
-    def _trained_before(trial: optuna.Trial, digest: str) -> optuna.trial.FrozenTrial | None:
+    def _trained_before(trial: optuna.Trial, digest: str, level: int) -> optuna.trial.FrozenTrial | None:
         """A completed trial of this study with the same fitted architecture (7-12% of proposals
         land on one already trained after ``budget.fit``); the seed and fidelity are the study's."""
         for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("digest") == digest and t.user_attrs.get("val_accuracy") is not None:
+            if (t.user_attrs.get("digest") == digest and t.user_attrs.get("val_accuracy") is not None
+                    and t.user_attrs.get("recipe_level", 0) == level):
                 return t
         return None
 
@@ -221,7 +232,7 @@ class Objective:
         trial.set_user_attr("macs", c.macs)
         trial.set_user_attr("params", c.params)
         trial.set_constraint("budget", ctx.budget.violation(c.macs, c.params))
-        same = self._trained_before(trial, spec.digest())
+        same = self._trained_before(trial, spec.digest(), ctx.recipe_level)
         if same is not None:  # the fitted spec was already trained at this fidelity and seed: same result
             return self._reuse(trial, same)
         # timed beside other trials' training, so only a screen: the fastest of 7 runs (contention only adds
@@ -247,9 +258,11 @@ class Objective:
                 trial.set_user_attr("stopped", "time budget")
                 raise optuna.TrialPruned("time budget reached")
 
-        trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": cfg.proxy_input_size or task.input_size})
+        recipe = ctx.recipe
+        trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": recipe.proxy_input_size})
+        trial.set_user_attr("recipe_level", recipe.level)
         try:
-            model, r = train_candidate(ctx, spec, cfg.epochs, cfg.proxy_input_size, cfg.seed, on_epoch)
+            model, r = train_candidate(ctx, spec, cfg.epochs, recipe.proxy_input_size, cfg.seed, on_epoch)
         except torch.cuda.OutOfMemoryError as e:  # this trial fails (the sampler sees FAIL), the run goes on
             reason = str(e).splitlines()[0][:160]
             trial.set_user_attr("failure", f"CUDA out of memory on {ctx.runtime.device}: {reason}")
@@ -313,9 +326,10 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     return study
 
 
-def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task) -> int:
-    """Generative synthesis starts from the prototypes: enqueue them once per study."""
-    if study.user_attrs.get("prototypes_enqueued"):
+def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task, again: bool = False) -> int:
+    """Generative synthesis starts from the prototypes: enqueue them once per study (``again``: once
+    more, for a new recipe rung)."""
+    if study.user_attrs.get("prototypes_enqueued") and not again:
         return 0
     n = 0
     for space_name in config.spaces:
@@ -336,6 +350,7 @@ def finished_count(study: optuna.Study, running: bool = False) -> int:
 def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, deadline: float | None) -> None:
     """The loop of one worker process: trials until the trial count or the deadline is reached."""
     ctx.deadline = deadline
+    ctx.recipe_level = recipe_level(study)
     objective = Objective(ctx)
     callbacks = []
     if n_trials is not None:
@@ -347,8 +362,38 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         remaining = None if deadline is None else deadline - time.time()
         if remaining is not None and remaining <= 0:
             return
+        if not check_recipe(ctx, study):
+            return
         study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
                        gc_after_trial=True)
+
+
+RECIPE_ATTR, NOTHING_LEARNED_ATTR = "recipe_level", "nothing_learned"
+
+
+def recipe_level(study: optuna.Study) -> int:
+    return int(study.user_attrs.get(RECIPE_ATTR, 0))
+
+
+def check_recipe(ctx: SearchContext, study: optuna.Study) -> bool:
+    """Before each trial: when the study's first CHECK_TRIALS finished trials of its current recipe all
+    sit at chance, move the study to the next rung of the ladder (the first worker to see it does; the
+    others follow); past the last rung, mark the study ``nothing_learned`` and stop (False)."""
+    if study.user_attrs.get(NOTHING_LEARNED_ATTR):
+        return False
+    level = recipe_level(study)
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("recipe_level", 0) == level and t.user_attrs.get("val_accuracy") is not None]
+    scores = [t.user_attrs["val_accuracy"] for t in done]
+    if len(done) >= CHECK_TRIALS and not any(learned(v, ctx.dataset, ctx.split) for v in scores):
+        if level + 1 >= len(LADDER):
+            study.set_user_attr(NOTHING_LEARNED_ATTR, True)
+            return False
+        study.set_user_attr(RECIPE_ATTR, level + 1)
+        level += 1
+        enqueue_prototypes(study, ctx.config, ctx.task, again=True)  # the next rung starts from the seeds too
+    ctx.recipe_level = level
+    return True
 
 
 def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name: str, worker: int,

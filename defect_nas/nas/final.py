@@ -77,7 +77,8 @@ def reserve_seconds(budget_s: float) -> float:
 
 def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
                deadline: float | None, patience: int | None, skippable: bool = True,
-               slot: float | None = None, average: bool = True, tag: str | None = None) -> tuple[dict, dict]:
+               slot: float | None = None, average: bool = True, tag: str | None = None,
+               recipe_level: int = 0) -> tuple[dict, dict]:
     """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
     ``deadline`` and after ``slot`` seconds from its own start (its schedule sized to that time).
     Without time left it is skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds),
@@ -87,6 +88,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
     from defect_nas.nas.engine import train_candidate
 
     ctx = procs.context()
+    ctx.recipe_level = recipe_level  # the study's recipe rung (nas.recipe): its imbalance handling and learning rate
     if slot is not None:  # equal time for every rung-2 candidate, whenever its turn comes
         deadline = min(deadline, time.time() + slot) if deadline is not None else time.time() + slot
     budget = None if deadline is None else deadline - time.time() - JOB_MARGIN_S
@@ -109,7 +111,7 @@ def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_s
         ds = ctx.dataset
         torch.manual_seed(seed)
         model = baseline_model(baseline, ds.images.shape[1], len(ds.class_names), ctx.task)
-        cfg = replace(train_config(ctx.config, epochs, input_size, seed), **overrides)
+        cfg = replace(train_config(ctx, epochs, input_size, seed), **overrides)
         summary = train_module(model, ds, ctx.split, cfg, ctx.teacher, on_epoch, runtime=ctx.runtime)
         summary.update(baseline_costs(model, ds.images.shape[1], ds.images.shape[-1]))
     return summary, {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -191,7 +193,8 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
-                               cfg.seed, plan.promote_end, None, True, slot, False, f"trial {number}")
+                               cfg.seed, plan.promote_end, None, True, slot, False, f"trial {number}",
+                               ctx.recipe_level)
                    for number, spec, _ in entrants]
         wait_watched(futures, [f"trial {number}" for number, _, _ in entrants], ctx.run_dir, "rung 2", watch)
         for (number, spec, row), fut in zip(entrants, futures):
@@ -244,7 +247,8 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per, ctx.runtime.device) as pool:
         futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
-                               cfg.seed + s, plan.final_end, cfg.patience, False, tag=f"seed {cfg.seed + s}")
+                               cfg.seed + s, plan.final_end, cfg.patience, False, tag=f"seed {cfg.seed + s}",
+                               recipe_level=ctx.recipe_level)
                    for s in range(n)]
         wait_watched(futures, [f"seed {cfg.seed + s}" for s in range(n)], ctx.run_dir, "final", watch)
         runs = []
@@ -269,7 +273,8 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads, ctx.runtime.device) as pool:
         futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
-                                                     cfg.seed, end, cfg.patience, tag=b) for b in names}
+                                                     cfg.seed, end, cfg.patience, tag=b,
+                                                     recipe_level=ctx.recipe_level) for b in names}
         wait_watched(list(futures.values()), names, ctx.run_dir, "baselines", watch)
         for b, fut in futures.items():
             try:

@@ -32,12 +32,14 @@ from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.scoring import selection_metric
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
+    NOTHING_LEARNED_ATTR,
     TEACHER_SHARE,
     SearchContext,
     create_or_load_study,
     enqueue_prototypes,
     finished_count,
     load_context,
+    recipe_level,
 )
 from defect_nas.nas.export import model_card, save_model
 from defect_nas.nas.final import (
@@ -53,6 +55,7 @@ from defect_nas.nas.final import (
 )
 from defect_nas.nas.latency import PEAK, TIME_SHARE, measure_designs, read_cache, with_latency
 from defect_nas.nas.procs import explore
+from defect_nas.nas.recipe import CHECK_TRIALS, Recipe, learned, nothing_learned_message
 from defect_nas.nas.records import RungRecord, RunSummary, SeedRun, Timeline, TrialRow, WinnerRecord
 from defect_nas.nas.report import write_report
 from defect_nas.nas.rows import trial_rows
@@ -62,6 +65,8 @@ from defect_nas.search_spaces.build import build
 
 def _incomplete(study: optuna.Study, config: SearchConfig, deadline: float | None) -> str:
     """Why exploration ended before its trial count or deadline (its workers died), or ''."""
+    if study.user_attrs.get(NOTHING_LEARNED_ATTR):  # the workers stopped on purpose: no recipe learned
+        return ""
     if config.trials is not None and finished_count(study) < config.trials:
         return f"{finished_count(study)} of {config.trials} trials finished"
     if config.trials is None and deadline is not None and time.time() < deadline - 5:
@@ -184,6 +189,10 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         log("no trial finished: nothing to export")
         write_report(run_dir / "report.html", summary, rows)
         return summary
+    ctx.recipe_level = recipe_level(study)
+    summary["recipe"] = {**ctx.recipe.to_dict(), "tried": tried_recipes(ctx, study)}
+    if nothing_learned(ctx, study, rows):
+        return no_winner(ctx, study, summary, rows, run_dir, log)
     specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
     outcome = None
     if finalize:
@@ -200,6 +209,10 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
             summary["interrupted"] = True
     if outcome is None or not outcome.runs:
         outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
+    final_val = final_record(outcome.runs)["val_accuracy_mean"]
+    if not summary.get("interrupted") and not learned(final_val, ctx.dataset, ctx.split):
+        summary["notes"] += outcome.notes
+        return no_winner(ctx, study, summary, rows, run_dir, log)
     summary["notes"] += outcome.notes
     log(f"exporting the winner (trial {outcome.winner}) to {run_dir / 'winner'}")
     t = time.time()
@@ -214,6 +227,34 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         write_report(run_dir / "report.html", summary, rows)
     if stopped or outcome.interrupted:
         summary["interrupted"] = True
+    return summary
+
+
+def tried_recipes(ctx: SearchContext, study: optuna.Study) -> list[str]:
+    """The recipes the study's trials trained with, rung by rung (nas.recipe.LADDER)."""
+    levels = {t.user_attrs.get("recipe_level", 0) for t in study.get_trials(deepcopy=False)
+              if t.user_attrs.get("val_accuracy") is not None}
+    return [Recipe.for_data(ctx.config, ctx.dataset, level).describe() for level in sorted(levels)]
+
+
+def nothing_learned(ctx: SearchContext, study: optuna.Study, rows: list[TrialRow]) -> bool:
+    """Every recipe rung was tried and sat at chance, or at least CHECK_TRIALS candidates completed
+    and none scored above chance: rung 2 and the final seeds would only train noise longer."""
+    if study.user_attrs.get(NOTHING_LEARNED_ATTR):
+        return True
+    done = [r["val_accuracy"] for r in rows if r["state"] == "COMPLETE" and r["val_accuracy"] is not None]
+    return len(done) >= CHECK_TRIALS and not any(learned(v, ctx.dataset, ctx.split) for v in done)
+
+
+def no_winner(ctx: SearchContext, study: optuna.Study, summary: RunSummary, rows: list[TrialRow], run_dir: Path,
+              log) -> RunSummary:
+    """End a run in which nothing learned: the diagnosis in the summary and report, no winner exported."""
+    trained = sum(1 for r in rows if r["val_accuracy"] is not None)
+    message = nothing_learned_message(ctx.dataset, ctx.split, tried_recipes(ctx, study), trained)
+    summary["nothing_learned"] = message
+    summary["notes"].append(f"NO WINNER: {message}")
+    log(message)
+    write_report(run_dir / "report.html", summary, rows)
     return summary
 
 

@@ -11,14 +11,16 @@ Policies (documented here because users see their effect):
   16-bit images are reduced to 8 bits by keeping the high byte (32-bit "I" images
   only when some value exceeds 255; float images are clipped to 0..255).
 * Size (``resize policy``): the target is ``size`` when given (int = square or
-  (height, width)), else a square whose side is the shorter side of the most
-  common (height, width) among the images (ties: larger area): the searched
-  networks take square inputs, and ``predict`` fits every image to that same
-  square, so training and prediction see the same pixels. Images already at the
-  target are kept bit-exact. Others are scaled, keeping their aspect ratio, until
-  they cover the target (bilinear with Pillow's antialiasing), then center-cropped
-  to it; an image at the most common shape is only cropped (its longer side's
-  borders). Nothing is padded or stretched.
+  (height, width)), else a square (the searched networks take square inputs):
+  when one (height, width) holds at least half of the images, the square on its
+  shorter side (NEU: all 200 x 200, so nothing changes); otherwise (line data of
+  many sizes and aspect ratios) the median of sqrt(height x width), the side that
+  keeps a typical image's pixel count. Images already at the target are kept
+  bit-exact. Others are brought to it by ``RESIZE``: ``stretch`` scales each axis
+  on its own (bilinear with Pillow's antialiasing), so nothing is cropped away: a
+  center crop once dropped the outer thirds of wide images, and a defect there
+  with them (results/benchmarks/line_recipe.*: crop vs letterbox vs stretch).
+  ``predict`` fits every file the same way, so it sees what training saw.
 """
 
 from __future__ import annotations
@@ -113,26 +115,51 @@ def normalize_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return h, w
 
 
+DOMINANT_SHARE = 0.5  # a shape held by this share of the images sets the target (NEU, cameras of one size)
+
+
 def target_size(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """The square on the shorter side of the most common (height, width); ties go to the larger
-    area, then the taller size. Square because the models are: a 184 x 186 target once reached the
-    final phase, whose rotated views no longer fitted the batch, and every final seed failed."""
+    """The square the data is brought to (see the module docstring). Square because the models are:
+    a 184 x 186 target once reached the final phase, whose rotated views no longer fitted the batch,
+    and every final seed failed."""
     counts = Counter(shapes)
     h, w = max(counts, key=lambda hw: (counts[hw], hw[0] * hw[1], hw[0]))
-    return min(h, w), min(h, w)
+    if counts[(h, w)] >= DOMINANT_SHARE * len(shapes):
+        return min(h, w), min(h, w)
+    side = int(round(float(np.median([np.sqrt(a * b) for a, b in shapes]))))
+    side = min(MAX_SIDE, max(MIN_SIDE, side))
+    return side, side
 
 
-def fit(arr: np.ndarray, target: tuple[int, int]) -> np.ndarray:
-    """Scale to cover `target` keeping aspect ratio, then center-crop (see module docstring)."""
+RESIZE_MODES = ("crop", "letterbox", "stretch")
+RESIZE = "stretch"  # the policy of every load and of predict (measured: results/benchmarks/line_recipe.*)
+MIN_SIDE, MAX_SIDE = 32, 512  # the input sizes the trainer and the search spaces accept
+
+
+def fit(arr: np.ndarray, target: tuple[int, int], mode: str = RESIZE) -> np.ndarray:
+    """Bring an image to ``target``: ``crop`` scales to cover and center-crops (drops the longer
+    side's ends), ``letterbox`` scales to fit and pads with the image's mean grey, ``stretch``
+    scales each axis on its own (keeps everything, changes the aspect ratio)."""
     h, w = arr.shape[:2]
     th, tw = target
     if (h, w) == (th, tw):
         return arr
-    scale = max(th / h, tw / w)
-    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    if mode == "stretch":
+        return np.asarray(Image.fromarray(arr).resize((tw, th), Image.Resampling.BILINEAR))
+    scale = max(th / h, tw / w) if mode == "crop" else min(th / h, tw / w)
+    if mode == "crop":
+        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    else:
+        nh, nw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
     resized = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.Resampling.BILINEAR))
-    top, left = (nh - th) // 2, (nw - tw) // 2
-    return resized[top : top + th, left : left + tw]
+    if mode == "crop":
+        top, left = (nh - th) // 2, (nw - tw) // 2
+        return resized[top : top + th, left : left + tw]
+    out = np.empty((th, tw, *arr.shape[2:]), dtype=np.uint8)
+    out[...] = np.round(resized.reshape(nh * nw, -1).mean(0)).astype(np.uint8).reshape(arr.shape[2:])
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[top : top + nh, left : left + nw] = resized
+    return out
 
 
 def check_channels(channels: int | None) -> None:
@@ -169,6 +196,7 @@ def read_images(
     size: int | Sequence[int] | None = None,
     channels: int | None = None,
     workers: int | None = None,
+    resize: str = RESIZE,
 ) -> tuple[np.ndarray, list[str], dict]:
     """Decode, resize and stack files; returns (uint8 [N, C, H, W], per-image pixel hashes, info)."""
     check_channels(channels)
@@ -183,7 +211,7 @@ def read_images(
 
     def place(i: int) -> tuple[str, bool]:
         resized = arrays[i].shape[:2] != target
-        out[i] = to_chw(fit(arrays[i], target), c)
+        out[i] = to_chw(fit(arrays[i], target, resize), c)
         arrays[i] = None  # type: ignore[call-overload]  # free memory as we go
         return pixel_hash(out[i]), resized
 
@@ -193,6 +221,7 @@ def read_images(
         "channels": c,
         "colour_images": colour,
         "resized": sum(r for _, r in results),
-        "size_policy": "given size" if wanted else "square on the most common size's shorter side",
+        "size_policy": "given size" if wanted else "square from the data's sizes (imageio.target_size)",
+        "resize": resize,
     }
     return out, [h for h, _ in results], info

@@ -21,7 +21,7 @@ from .dagm import is_dagm, load_dagm, scan_dagm
 from .dataset import Dataset, build_dataset
 from .files import Scan, is_hidden, require_dir, subdirs
 from .folder import scan_folder
-from .imageio import check_channels, read_images
+from .imageio import RESIZE, check_channels, read_images
 from .layouts import NEU_CLASSES, neu_class, scan_neu
 
 DATA_ENV = "DEFECT_NAS_DATA"
@@ -105,6 +105,7 @@ def load_dataset(
     channels: int | None = None,
     size: int | Sequence[int] | None = None,
     seed: int = 0,
+    resize: str = RESIZE,
 ) -> Dataset:
     """Load a dataset fully into memory.
 
@@ -112,6 +113,7 @@ def load_dataset(
     channels: 1 or 3 to force; default 1 unless some image is colour.
     size: output (height, width) or int; default the square on the most common image size's shorter side
     (see `imageio` for the resize policy). For DAGM it is the patch size (default 224).
+    resize: how other sizes reach it (``imageio.RESIZE_MODES``; benchmarks compare them).
     seed: only DAGM uses it (location of the clean training patches).
     """
     check_channels(channels)
@@ -131,7 +133,8 @@ def load_dataset(
         scan = scan_folder(folder)
     else:
         name = "neu"  # NEU content under any folder name
-    pixels, content_ids, info = read_images([folder / f for f in scan.files], size=size, channels=channels)
+    pixels, content_ids, info = read_images([folder / f for f in scan.files], size=size, channels=channels,
+                                             resize=resize)
     return build_dataset(
         name=name,
         root=folder,

@@ -1,0 +1,180 @@
+"""Line-like datasets built from NEU-Seg's pixel masks, in a folder you name (never committed).
+
+    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_sets.py OUT [--sets strip panel]
+
+An inspection line's data is mostly defect-free parts, small defects and images of many sizes and
+aspect ratios. NEU-Seg (4,470 steel images, 200 x 200, every one holding a defect, with masks of
+inclusions, patches and scratches) says where each defect is, so such a set can be composed from it:
+each image is 2-4 crops of NEU-Seg images of one steel texture side by side (or stacked); no
+source pixel is used twice in a set, so no pixels leak across splits. A
+defect-free image's crops hold no mask pixel; a defective image has exactly one crop with mask
+pixels of one class, placed at a random position (the ends included) and limited in area. A
+defect-free image draws its texture like a defective one, so texture alone never says "ok".
+
+- ``strip``: 900 wide images: 2-4 crops 70-120 px high and 40-100 px wide side by side, upscaled
+  1.5x (105-180 x 120-600 px), 70% defect-free (``ok``), defects 0.3-4% of the image's pixels.
+- ``panel``: 900 images of 2-3 crops 60-100 x 40-90 px, side by side or stacked, upscaled 2.5x
+  (wide and tall images, 100-675 px a side), 75% defect-free, defects 0.2-2.5% of the pixels:
+  larger images, smaller defects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ("ok", "inclusion", "patches", "scratches")  # mask values 1..3 name the defect classes
+
+
+@dataclass(frozen=True)
+class LineShape:
+    name: str
+    images: int
+    good_share: float
+    height: tuple[int, int]  # of one crop, before scaling
+    width: tuple[int, int]
+    pieces: tuple[int, int]
+    defect_share: tuple[float, float]  # of the whole image's pixels
+    scale: float = 1.0
+    stack_share: float = 0.0  # share of images whose crops are stacked (tall images)
+
+
+SHAPES = {
+    "strip": LineShape("strip", 900, 0.70, (70, 120), (40, 100), (2, 4), (0.003, 0.04), 1.5),
+    "panel": LineShape("panel", 900, 0.75, (60, 100), (40, 90), (2, 3), (0.002, 0.025), 2.5, 0.5),
+}
+
+
+def seg_root() -> Path:
+    root = Path(os.environ.get("DEFECT_NAS_DATA", "")) / "neu-seg"
+    if not (root / "images").is_dir():
+        sys.exit(f"NEU-Seg not found at {root}: set DEFECT_NAS_DATA to the folder that holds neu-seg/")
+    return root
+
+
+class Sources:
+    """NEU-Seg's images and masks by texture group (the class of most of an image's mask pixels:
+    NEU's steel textures differ by defect type), each group in a seeded order and visited
+    round-robin. A pixel is handed out once (``used`` marks it), so no pixel appears in two images
+    of a set and none leaks across splits."""
+
+    def __init__(self, root: Path, rng: np.random.Generator):
+        pairs = sorted((p, root / "masks" / p.parent.name / f"{p.stem}.png") for p in (root / "images").glob("*/*.jpg"))
+        self.groups: dict[int, list[int]] = {1: [], 2: [], 3: []}
+        self.pairs = [pairs[i] for i in rng.permutation(len(pairs))]
+        for i, (_, mask) in enumerate(self.pairs):
+            counts = np.bincount(np.asarray(Image.open(mask)).ravel(), minlength=4)[1:4]
+            self.groups[int(counts.argmax()) + 1].append(i)
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.next = dict.fromkeys(self.groups, 0)
+
+    def take(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image, mask, used) of the group's next source image; mark ``used`` for the crop taken."""
+        members = self.groups[group]
+        i = members[self.next[group] % len(members)]
+        self.next[group] += 1
+        if self.next[group] > 20 * len(members):
+            raise RuntimeError("NEU-Seg has too few unused pixels for this set; ask for fewer or smaller images")
+        if i not in self.cache:
+            img, mask = self.pairs[i]
+            m = np.asarray(Image.open(mask))
+            self.cache[i] = (np.asarray(Image.open(img).convert("L")), m, np.zeros(m.shape, bool))
+        return self.cache[i]
+
+
+def _window_sums(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Mask pixels inside every h x w window (summed-area table), indexed by the window's top-left."""
+    table = np.pad((mask > 0).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return table[h:, w:] - table[:-h, w:] - table[h:, :-w] + table[:-h, :-w]
+
+
+def background(src: Sources, group: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A crop without a single mask pixel (NEU-Seg's defects cover ~12% of its pixels)."""
+    while True:
+        img, mask, used = src.take(group)
+        ys, xs = np.nonzero(_window_sums((mask > 0) | used, h, w) == 0)
+        if len(ys):
+            i = int(rng.integers(len(ys)))
+            used[ys[i]:ys[i] + h, xs[i]:xs[i] + w] = True
+            return img[ys[i]:ys[i] + h, xs[i]:xs[i] + w]
+
+
+def defect(src: Sources, group: int, h: int, w: int, area: tuple[int, int],
+           rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A crop whose mask pixels are all of class ``group`` and number ``area`` (min, max)."""
+    while True:
+        img, mask, used = src.take(group)
+        sums, busy = _window_sums(mask, h, w), _window_sums(used, h, w)
+        for cls in (group,):
+            own, other = _window_sums(mask == cls, h, w), sums
+            ok = (own == other) & (own >= area[0]) & (own <= area[1]) & (busy == 0)
+            ys, xs = np.nonzero(ok)
+            if len(ys):
+                i = int(rng.integers(len(ys)))
+                used[ys[i]:ys[i] + h, xs[i]:xs[i] + w] = True
+                return img[ys[i]:ys[i] + h, xs[i]:xs[i] + w], int(cls)
+
+
+def compose(shape: LineShape, src: Sources, rng: np.random.Generator, defective: bool) -> tuple[np.ndarray, int]:
+    h = int(rng.integers(shape.height[0], shape.height[1] + 1))
+    k = int(rng.integers(shape.pieces[0], shape.pieces[1] + 1))
+    widths = [int(rng.integers(shape.width[0], shape.width[1] + 1)) for _ in range(k)]
+    stacked = rng.random() < shape.stack_share
+    group = int(rng.integers(1, 4))  # one steel texture per image, defective or not: texture never tells "ok"
+    label, bad = 0, int(rng.integers(0, k)) if defective else -1
+    total = h * sum(widths)
+    lo, hi = (int(total * f) for f in shape.defect_share)
+    pieces = []
+    for i, w in enumerate(widths):
+        if i == bad:
+            piece, label = defect(src, group, h, w, (max(20, lo), max(40, hi)), rng)
+        else:
+            piece = background(src, group, h, w, rng)
+        pieces.append(piece.T if stacked else piece)
+    out = np.concatenate(pieces, axis=0 if stacked else 1)
+    if shape.scale != 1.0:
+        oh, ow = out.shape
+        out = np.asarray(Image.fromarray(out).resize((round(ow * shape.scale), round(oh * shape.scale)),
+                                                     Image.Resampling.BILINEAR))
+    return out, label
+
+
+def build(shape: LineShape, out: Path, seed: int = 0) -> dict:
+    """Write ``out/<class>/<n>.png``; return what was written (class counts, size range)."""
+    rng = np.random.default_rng(seed)
+    src = Sources(seg_root(), rng)
+    n_good = round(shape.images * shape.good_share)
+    counts = dict.fromkeys(CLASSES, 0)
+    sizes = []
+    for n in range(shape.images):
+        arr, label = compose(shape, src, rng, defective=n >= n_good)
+        cls = CLASSES[label]
+        (out / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(out / cls / f"{n:05d}.png")
+        counts[cls] += 1
+        sizes.append(arr.shape)
+    hs, ws = [s[0] for s in sizes], [s[1] for s in sizes]
+    return {"set": shape.name, "folder": str(out), "classes": counts, "seed": seed, "shape": asdict(shape),
+            "heights": [min(hs), max(hs)], "widths": [min(ws), max(ws)], "distinct_sizes": len(set(sizes))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--sets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    for name in args.sets:
+        info = build(SHAPES[name], args.out / name, args.seed)
+        print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()

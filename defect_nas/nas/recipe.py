@@ -1,0 +1,119 @@
+"""How a search trains on *this* data: proxy resolution, imbalance handling, and the escalation
+when nothing learns.
+
+Why: a recipe tuned on NEU (square, balanced, 200 px) ended in chance-level models on line data
+(mostly defect-free parts, small defects): every trial named the defect-free class for every image.
+So the recipe follows the data (``Recipe.for_data``), and when the first trials of a recipe all sit
+at chance the workers move the whole study to the next rung of ``LADDER`` (full resolution, then a
+lower learning rate) instead of spending the budget; when the last rung fails too, the run ends
+with a diagnosis and no winner (``nothing_learned``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.evaluators.data import Dataset, Split
+from defect_nas.evaluators.scoring import selection_metric
+
+# How imbalanced classes are trained, by name (TrainConfig fields). ``auto`` picks AUTO_IMBALANCE on
+# imbalanced data (largest class >= 1.5x the smallest), none otherwise: chosen by measurement,
+# results/benchmarks/line_recipe.* (README, "Line data").
+IMBALANCE = {"none": {}, "sampler": {"sampler": "balanced"}, "weights": {"class_weights": "balanced"},
+             "logit": {"logit_adjust": 1.0}}
+AUTO_IMBALANCE = "sampler"
+PROXY_FLOOR = 100  # px: the proxy NEU's fidelity benchmark validated (Spearman 0.72 vs converged, 17 specs)
+CHECK_TRIALS = 3  # finished trials of one recipe, all at chance, move the study to the next rung
+LADDER = ({}, {"full_resolution": True}, {"full_resolution": True, "lr_scale": 0.2})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a trial of the study trains with at escalation ``level`` (0: the default)."""
+
+    level: int
+    proxy_input_size: int
+    imbalance: str
+    lr_scale: float = 1.0
+
+    @classmethod
+    def for_data(cls, config: SearchConfig, dataset: Dataset, level: int = 0) -> Recipe:
+        size = int(dataset.images.shape[-1])
+        rung = LADDER[min(level, len(LADDER) - 1)]
+        if rung.get("full_resolution"):
+            proxy = size
+        else:
+            proxy = config.proxy_input_size or auto_proxy_size(size)
+        return cls(level, proxy, imbalance_method(config.imbalance, dataset), rung.get("lr_scale", 1.0))
+
+    def train_overrides(self) -> dict:
+        """TrainConfig fields of this recipe (the learning rate is scaled by ``lr_scale`` from the default)."""
+        out = dict(IMBALANCE[self.imbalance])
+        if self.lr_scale != 1.0:
+            out["lr"] = 2e-3 * self.lr_scale  # TrainConfig's AdamW default
+        return out
+
+    def describe(self) -> str:
+        lr = f", learning rate x{self.lr_scale:g}" if self.lr_scale != 1.0 else ""
+        how = {"none": "plain sampling", "sampler": "class-balanced sampling", "weights": "class-weighted loss",
+               "logit": "logit-adjusted loss"}[self.imbalance]
+        return f"{self.proxy_input_size} px, {how}{lr}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def auto_proxy_size(data_size: int) -> int:
+    """Half the data's size, never below 100 px nor above the data's: NEU (200 px) keeps the 100 px
+    proxy its fidelity benchmark validated; 128 px data trains its proxies at full size, 300 px
+    data at 150 px (thin defects vanish when a 300-600 px image shrinks to 100)."""
+    return min(data_size, max(PROXY_FLOOR, round(data_size / 2)))
+
+
+def imbalance_method(choice: str, dataset: Dataset) -> str:
+    """``auto`` -> AUTO_IMBALANCE on imbalanced data, none on balanced data; any other choice as is."""
+    if choice != "auto":
+        return choice
+    return AUTO_IMBALANCE if selection_metric(dataset) == "balanced_accuracy" else "none"
+
+
+def val_counts(dataset: Dataset, split: Split) -> list[int]:
+    """Images per class in the validation part, the classes with none left out."""
+    return [c for c in torch.bincount(dataset.labels[split.val], minlength=dataset.num_classes).tolist() if c > 0]
+
+
+def chance_score(dataset: Dataset, counts: list[int]) -> float:
+    """The validation score (the run's metric, percent) of a model that ignores its input: 1/K
+    balanced accuracy, or the largest class's share of plain accuracy."""
+    if selection_metric(dataset) == "balanced_accuracy":
+        return 100.0 / len(counts)
+    return 100.0 * max(counts) / sum(counts)
+
+
+def learned(score: float | None, dataset: Dataset, split: Split) -> bool:
+    """Above chance by more than luck on this validation set: 3 standard errors of a guess that
+    ignores the input (at least 2 points). A guess's per-class recall has a binomial error of at
+    most 0.5 / sqrt(n_k); balanced accuracy averages K of them. NEU's 240 validation images: 8.7
+    points above 16.7%; a 4-class line set with 15 defects per class: 17 points above 25%."""
+    counts = val_counts(dataset, split)
+    chance = chance_score(dataset, counts)
+    if selection_metric(dataset) == "balanced_accuracy":
+        se = math.sqrt(sum(0.25 / n for n in counts)) / len(counts)
+    else:
+        p = chance / 100
+        se = math.sqrt(p * (1 - p) / sum(counts))
+    return score is not None and score > chance + max(2.0, 300 * se)
+
+
+def nothing_learned_message(dataset: Dataset, split: Split, tried: list[str], trials: int) -> str:
+    """The one-line diagnosis of a run in which no recipe learned."""
+    metric = "balanced accuracy" if selection_metric(dataset) == "balanced_accuracy" else "accuracy"
+    chance = chance_score(dataset, val_counts(dataset, split))
+    return (f"nothing learned on {dataset.name}: all {trials} trained candidates scored at chance "
+            f"({chance:.1f}% {metric} on validation, {dataset.num_classes} classes) with every "
+            f"recipe tried ({'; '.join(tried)}); check that each class folder holds what its name says and that "
+            "the defects are visible at the input size, or add images")

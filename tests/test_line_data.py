@@ -1,0 +1,96 @@
+"""Line data: images of many sizes with the defect anywhere, mostly defect-free parts, and data on
+which nothing can be learned. Each test fails on the code before issue 23 (center crop, shuffled
+batches by default, a chance-level winner exported with exit 0)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datagen import learnable_dataset, save
+from test_imbalanced import imbalanced
+from test_search import TINY, cli
+
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
+from defect_nas.evaluators.data import load_dataset, make_split
+from defect_nas.evaluators.scoring import train_data
+from defect_nas.evaluators.trainer import TrainConfig, train
+from defect_nas.nas.engine import SearchContext, train_config
+from defect_nas.nas.recipe import Recipe, learned
+from defect_nas.search_spaces.build import build
+
+
+def wide_parts(root, n=40, seed=0):
+    """32 x 96 steel-grey strips; a 'dent' is a bright 8 x 8 square in the left or right third only."""
+    rng = np.random.default_rng(seed)
+    for i in range(2 * n):
+        img = np.clip(rng.normal(100, 12, (32, 96)), 0, 255).astype(np.uint8)
+        cls = "dent" if i % 2 else "ok"
+        if cls == "dent":
+            x = int(rng.integers(2, 22)) if rng.random() < 0.5 else int(rng.integers(66, 86))
+            y = int(rng.integers(2, 22))
+            img[y:y + 8, x:x + 8] = 250
+        save(root / cls / f"{i}.png", img)
+    return root
+
+
+def test_a_defect_in_the_outer_third_of_a_wide_image_survives_loading_and_is_learned(tmp_path):
+    """A center crop to the shorter side kept only the middle third: every dent was cut away and
+    the classifier could only guess (50%)."""
+    ds = load_dataset(wide_parts(tmp_path / "strips"))
+    assert ds.image_size == (32, 32)
+    dent, ok = ds.class_names.index("dent"), ds.class_names.index("ok")
+    brightest = ds.images.flatten(1).max(1).values.float()
+    assert brightest[ds.labels == dent].min() > brightest[ds.labels == ok].max() + 30  # every dent is still there
+    split = make_split(ds, seed=0)
+    spec = ArchSpec(1, 32, 2, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
+    torch.manual_seed(0)
+    result = train(build(spec), train_data(ds, split), TrainConfig(epochs=8, batch_size=8, seed=0))
+    assert result.val_accuracy >= 90.0
+
+
+def test_imbalanced_data_trains_with_class_balanced_batches_by_default(tmp_path):
+    ds = imbalanced()  # 70% 'ok'
+    ctx = SearchContext(SearchConfig(dataset="imb"), ds, make_split(ds, seed=0), None, tmp_path)
+    assert ctx.recipe.imbalance == "sampler"
+    assert train_config(ctx, 5, None, 0).sampler == "balanced"  # every search training: trials, rung 2, final
+    balanced = learnable_dataset(classes=3, per_class=20, size=16)
+    assert Recipe.for_data(SearchConfig(), balanced).imbalance == "none"
+    assert Recipe.for_data(SearchConfig(imbalance="logit"), ds).train_overrides() == {"logit_adjust": 1.0}
+
+
+def test_chance_is_judged_against_the_validation_sets_own_noise():
+    ds = learnable_dataset(classes=3, per_class=60, size=16)  # balanced: plain accuracy, chance 33.3%
+    split = make_split(ds, seed=0)  # 10 validation images per class
+    assert not learned(33.3, ds, split) and not learned(45.0, ds, split)  # within 3 standard errors of a guess
+    assert learned(80.0, ds, split)
+
+
+@pytest.fixture(scope="module")
+def noise(tmp_path_factory):
+    """Three classes of the same noise: nothing to learn."""
+    rng = np.random.default_rng(1)
+    root = tmp_path_factory.mktemp("noise") / "noise"
+    for c in ("ok", "dent", "scratch"):
+        for i in range(90):
+            save(root / c / f"{i}.png", rng.integers(0, 256, (32, 32)).astype(np.uint8))
+    return root
+
+
+def test_data_that_cannot_be_learned_ends_with_a_diagnosis_a_non_zero_exit_and_no_winner(noise, tmp_path):
+    tiny = [a for a in TINY if a != "prototypes"]
+    tiny[tiny.index("--baselines") + 1:tiny.index("--baselines") + 1] = ["none"]
+    p = cli("search", "--dataset", str(noise), *tiny, "--trials", "40", "--pruner", "none",
+            "--results", str(tmp_path / "r"), check=False)
+    assert p.returncode == 3, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("defect-nas: error: nothing learned on noise") and "Traceback" not in p.stderr
+    run = tmp_path / "r" / "noise-2m"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["winner"] is None and "nothing learned" in summary["nothing_learned"]
+    assert len(summary["recipe"]["tried"]) == 3  # every rung of the ladder was tried before giving up
+    assert not (run / "winner").exists()
+    assert "nothing learned" in (run / "report.html").read_text()

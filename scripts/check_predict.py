@@ -3,7 +3,8 @@ of the run's recorded test split, scored against the class folder each file sits
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python scripts/check_predict.py results/neu-100m
 
-Prints the accuracy and writes ``RUN/predict_check.json`` (per-file predictions included).
+Prints the accuracy (and balanced accuracy, the mean per-class recall) and writes
+``RUN/predict_check.json`` (per-file predictions included).
 """
 
 from __future__ import annotations
@@ -28,11 +29,18 @@ def main() -> None:
     preds = json.loads(out.stdout)
     rows = [{"file": p, "label": Path(p).parent.name, "predicted": o["label"], "probability": o["probability"]}
             for p, o in zip(split["test"], preds)]
+    from sklearn.metrics import balanced_accuracy_score
+
     correct = sum(r["label"] == r["predicted"] for r in rows)
+    truth, said = [r["label"] for r in rows], [r["predicted"] for r in rows]
+    balanced = 100 * balanced_accuracy_score(truth, said)
+    recall = {c: 100 * sum(t == s == c for t, s in zip(truth, said)) / truth.count(c) for c in sorted(set(truth))}
     result = {"run": str(run), "test_files": len(rows), "correct": correct, "accuracy": 100 * correct / len(rows),
+              "balanced_accuracy": balanced, "recall": recall,
               "wrong": [r for r in rows if r["label"] != r["predicted"]], "predictions": rows}
     (run / "predict_check.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"defect-nas predict on {len(rows)} recorded test files: {correct} correct, {result['accuracy']:.2f}%")
+    print(f"defect-nas predict on {len(rows)} recorded test files: {correct} correct, {result['accuracy']:.2f}%, "
+          f"balanced {balanced:.2f}%")
 
 
 if __name__ == "__main__":

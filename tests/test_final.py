@@ -183,3 +183,15 @@ def test_images_of_varying_non_square_sizes_reach_a_retrained_winner_at_full_res
     assert not any("failed" in n or "not retrained" in n for n in summary["notes"]), summary["notes"]
     side = winner["input_size"]
     assert 36 <= side <= 48 and (Path(out["run_dir"]) / "winner" / "model.onnx").is_file()
+
+
+def test_fewer_final_seeds_train_when_the_time_left_cannot_bring_each_to_convergence():
+    """A line set once gave each of 3 seeds 9 epochs at 300 px: now fewer seeds train longer, and
+    the run says what all of them would have needed."""
+    from defect_nas.nas.final import MIN_FINAL_EPOCHS, seeds_that_fit
+
+    assert MIN_FINAL_EPOCHS == 40
+    assert seeds_that_fit(3, pace=100.0, train_images=1000, seconds=1200) == (3, 40.0)  # enough for all three
+    assert seeds_that_fit(3, pace=100.0, train_images=1000, seconds=900) == (2, 45.0)
+    assert seeds_that_fit(3, pace=100.0, train_images=1000, seconds=300) == (1, 30.0)  # short even alone
+    assert seeds_that_fit(3, pace=None, train_images=1000, seconds=300)[0] == 3  # no measurement: as asked

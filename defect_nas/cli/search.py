@@ -20,7 +20,7 @@ from defect_nas.core.budget import CHANNEL_MULTIPLE
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.interrupts import stop_status, stopped_by
-from defect_nas.core.search_config import BOUNDS, SearchConfig, flag
+from defect_nas.core.search_config import BOUNDS, IMBALANCE_CHOICES, SearchConfig, flag
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
@@ -74,8 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share for the full-resolution rung")
     p.add_argument("--epochs", type=field_type("epochs"), default=12,
                    help="epochs of a search trial (pruned earlier when weak)")
-    p.add_argument("--proxy-input-size", type=int_in(0, int(BOUNDS["proxy_input_size"].high or 0)), default=100,
-                   help="input size of search trials (0 = full)")
+    p.add_argument("--proxy-input-size", type=int_in(0, int(BOUNDS["proxy_input_size"].high or 0)), default=None,
+                   help="input size of search trials (default or 0: chosen from the data, 100 px on NEU)")
+    p.add_argument("--imbalance", choices=IMBALANCE_CHOICES, default="auto",
+                   help="imbalanced classes: auto (class-balanced batches when the largest class has 1.5x the "
+                        "smallest), none, sampler, weights (weighted loss), logit (logit-adjusted loss)")
     p.add_argument("--pruner", choices=PRUNERS.names(), default="hyperband")
     p.add_argument("--min-epochs", type=field_type("min_epochs"), default=3)
     p.add_argument("--top-k", type=field_type("top_k"), default=4,
@@ -169,7 +172,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         channel_multiple=args.channel_multiple,
         min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
-        pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
+        imbalance=args.imbalance, pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
         explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
         accuracy_margin=args.accuracy_margin, patience=args.patience, ema_epochs=args.ema_epochs or None,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,10 +28,11 @@ from defect_nas.evaluators.augment import NUM_VIEWS
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
 from defect_nas.evaluators.runtime import Runtime
-from defect_nas.evaluators.scoring import score_test, train_data
+from defect_nas.evaluators.scoring import chance_score, learned, score_test, selection_metric, train_data, val_counts
 from defect_nas.evaluators.trainer import TrainConfig, predict_logits, train
 
-CACHE_VERSION = "teacher-v2"  # v2: test scored through evaluators.scoring (DAGM image vote)
+CACHE_VERSION = "teacher-v3"  # v2: test scored through evaluators.scoring (DAGM image vote); v3: class-balanced
+# batches on imbalanced data
 INITS = ("imagenet", "scratch", "scratch-bn")  # scratch-bn: VGG16 with batch norm (VGG16-BN), random init
 
 
@@ -189,7 +189,8 @@ def ensure_teacher(
     data = train_data(dataset, split)
     tc = TrainConfig(epochs=config.epochs, input_size=config.input_size, batch_size=config.batch_size,
                      optimizer="sgd", lr=config.lr, weight_decay=5e-4, label_smoothing=0.0, seed=config.seed,
-                     time_budget_s=time_budget_s)
+                     time_budget_s=time_budget_s,  # imbalanced data: balanced batches, as the students (nas.recipe)
+                     sampler="balanced" if selection_metric(dataset) == "balanced_accuracy" else "shuffle")
     result = train(model, data, tc, on_epoch=lambda e, acc, rec: log(
         f"  teacher epoch {e}/{config.epochs}: val {acc:.2f}% ({rec['seconds']:.0f} s, "
         f"~{rec['seconds'] / e * (rec['planned'] - e) / 60:.0f} min left)"), runtime=runtime)
@@ -212,27 +213,17 @@ def ensure_teacher(
                    folder, False, config)
 
 
-def chance_accuracy(dataset: Dataset, split: Split) -> tuple[float, float]:
-    """(rate, bound) in %: always answering the commonest validation class scores ``rate``;
-    ``bound`` adds three standard errors of that rate on this many images (16.7% and 23.9% on
-    NEU's 240 validation images), the most a model that learned nothing is likely to score."""
-    counts = torch.bincount(dataset.labels[split.val], minlength=len(dataset.class_names))
-    n = int(counts.sum())
-    p = float(counts.max()) / max(n, 1)
-    return 100 * p, 100 * min(1.0, p + 3 * math.sqrt(p * (1 - p) / max(n, 1)))
-
-
 def usable_teacher(teacher: Teacher, dataset: Dataset, split: Split,
                    log: Callable[[str], None] = print) -> tuple[Teacher | None, str | None]:
-    """The teacher, or (None, why) when its validation accuracy is at chance: its logits carry no
-    knowledge, and students distilling from them learn noise (an 8-epoch VGG16 on a small
-    imbalanced dataset stayed at 16.67%, benchmarks/budget_wall.py, 2026-12-04)."""
-    rate, bound = chance_accuracy(dataset, split)
-    if teacher.val_accuracy > bound:
+    """The teacher, or (None, why) when its validation score is at chance (``scoring.learned``): its
+    logits carry no knowledge, and students distilling from them learn noise (an 8-epoch VGG16 on a
+    small imbalanced dataset stayed at 16.67%, benchmarks/budget_wall.py, 2026-12-04)."""
+    if learned(teacher.val_accuracy, dataset, split):
         return teacher, None
+    chance = chance_score(dataset, val_counts(dataset, split))
     why = (f"WARNING: the {teacher.config.arch} teacher scores {teacher.val_accuracy:.2f}% on validation, no better "
-           f"than chance ({rate:.2f}%, at most {bound:.2f}% by luck): the students trained without distillation; "
-           f"give it more --teacher-epochs or --teacher-init imagenet, or use --teacher none")
+           f"than chance ({chance:.2f}%, within 3 standard errors of a guess): the students trained without "
+           "distillation; give it more --teacher-epochs or --teacher-init imagenet, or use --teacher none")
     log(why)
     return None, why
 

@@ -235,12 +235,42 @@ def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float
     return max(eligible, key=lambda p: (p.get("val_utility", p["val_netscore"]), -p["trial"]))
 
 
+MIN_FINAL_EPOCHS = 40  # fewer and a seed is far from converged (NEU's reference winner: 95.6% at 15 epochs,
+# 99.7% at 60; a line set once got 9 epochs per seed at 300 px)
+
+
+def seeds_that_fit(wanted: int, pace: float | None, train_images: int, seconds: float | None) -> tuple[int, float]:
+    """How many final seeds can each train MIN_FINAL_EPOCHS in ``seconds`` when the machine trains
+    ``pace`` images/s at the final size in all (seeds share it), and the epochs each would get."""
+    if pace is None or seconds is None or train_images == 0:
+        return wanted, math.inf
+    for n in range(wanted, 0, -1):
+        epochs = seconds * pace / n / train_images
+        if epochs >= MIN_FINAL_EPOCHS:
+            return n, epochs
+    return 1, seconds * pace / train_images
+
+
 def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int, threads: int,
-                log: Log, watch: Watch | None = None) -> list[tuple[dict, dict]]:
+                log: Log, watch: Watch | None = None, pace: float | None = None,
+                notes: list[str] | None = None) -> list[tuple[dict, dict]]:
     """The winner's seeds, all at once, each until its validation plateaus, its epoch cap, or the
-    plan's end; returns (summary with learning curve, weights) per seed."""
+    plan's end; returns (summary with learning curve, weights) per seed. ``pace``: images/s the
+    machine trained at the final size in rung 2; when the time left cannot give every seed
+    MIN_FINAL_EPOCHS, fewer seeds train (each longer), and ``notes`` says so and names the budget
+    that all of them would have needed."""
     cfg = ctx.config
-    n = cfg.final_seeds
+    left_s = None if plan.final_end is None else max(0.0, plan.final_end - time.time())
+    n, epochs = seeds_that_fit(cfg.final_seeds, pace, len(ctx.split.train), left_s)
+    if n < cfg.final_seeds or epochs < MIN_FINAL_EPOCHS:
+        need = cfg.final_seeds * MIN_FINAL_EPOCHS * len(ctx.split.train) / pace - left_s  # type: ignore[operator]
+        note = (f"final: {left_s / 60:.1f} min left trains {n} seed(s) of {cfg.final_seeds} (~{epochs:.0f} epochs "
+                f"each at {cfg.final_input_size or ctx.task.input_size} px); {cfg.final_seeds} seeds of "
+                f"{MIN_FINAL_EPOCHS} epochs need about {need / 60:.0f} min more: give --time-budget "
+                f"{math.ceil(((cfg.time_budget_s or 0) + need) / 60)}m")
+        log(note)
+        if notes is not None:
+            notes.append(note)
     per = max(1, (workers * threads) // n)
     left = "" if plan.final_end is None else f", {max(0.0, plan.final_end - time.time()) / 60:.1f} min"
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")

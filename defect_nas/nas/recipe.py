@@ -11,14 +11,13 @@ with a diagnosis and no winner (``nothing_learned``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-
-import torch
 
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.data import Dataset, Split
-from defect_nas.evaluators.scoring import selection_metric
+from defect_nas.evaluators.scoring import chance_score, learned, selection_metric, val_counts
+
+__all__ = ["Recipe", "auto_proxy_size", "imbalance_method", "learned", "nothing_learned_message"]
 
 # How imbalanced classes are trained, by name (TrainConfig fields). ``auto`` picks AUTO_IMBALANCE on
 # imbalanced data (largest class >= 1.5x the smallest), none otherwise: chosen by measurement,
@@ -79,34 +78,6 @@ def imbalance_method(choice: str, dataset: Dataset) -> str:
     if choice != "auto":
         return choice
     return AUTO_IMBALANCE if selection_metric(dataset) == "balanced_accuracy" else "none"
-
-
-def val_counts(dataset: Dataset, split: Split) -> list[int]:
-    """Images per class in the validation part, the classes with none left out."""
-    return [c for c in torch.bincount(dataset.labels[split.val], minlength=dataset.num_classes).tolist() if c > 0]
-
-
-def chance_score(dataset: Dataset, counts: list[int]) -> float:
-    """The validation score (the run's metric, percent) of a model that ignores its input: 1/K
-    balanced accuracy, or the largest class's share of plain accuracy."""
-    if selection_metric(dataset) == "balanced_accuracy":
-        return 100.0 / len(counts)
-    return 100.0 * max(counts) / sum(counts)
-
-
-def learned(score: float | None, dataset: Dataset, split: Split) -> bool:
-    """Above chance by more than luck on this validation set: 3 standard errors of a guess that
-    ignores the input (at least 2 points). A guess's per-class recall has a binomial error of at
-    most 0.5 / sqrt(n_k); balanced accuracy averages K of them. NEU's 240 validation images: 8.7
-    points above 16.7%; a 4-class line set with 15 defects per class: 17 points above 25%."""
-    counts = val_counts(dataset, split)
-    chance = chance_score(dataset, counts)
-    if selection_metric(dataset) == "balanced_accuracy":
-        se = math.sqrt(sum(0.25 / n for n in counts)) / len(counts)
-    else:
-        p = chance / 100
-        se = math.sqrt(p * (1 - p) / sum(counts))
-    return score is not None and score > chance + max(2.0, 300 * se)
 
 
 def nothing_learned_message(dataset: Dataset, split: Split, tried: list[str], trials: int) -> str:

@@ -306,10 +306,12 @@ def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSp
     if promoted:
         winner = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy)["trial"]
     t = time.time()
-    runs = train_final(ctx, specs[winner], plan, workers, threads, log, watch)
+    notes: list[str] = []
+    runs = train_final(ctx, specs[winner], plan, workers, threads, log, watch, pace=rung2_pace(promoted, workers),
+                       notes=notes)
     timeline["final_s"] = round(time.time() - t, 1)
     write_curves(ctx.run_dir / "learning_curves.csv", promoted, runs, winner)
-    outcome = Outcome(winner, runs, promoted)
+    outcome = Outcome(winner, runs, promoted, notes=notes)
     t = time.time()
     if baselines:
         try:
@@ -324,6 +326,12 @@ def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSp
                              "prototypes trains them after the winner, at its final recipe)")
     timeline["baselines_s"] = round(time.time() - t, 1)
     return outcome
+
+
+def rung2_pace(promoted: list[RungRecord], workers: int) -> float | None:
+    """Images/s the machine trained at full resolution in rung 2, all its concurrent jobs together."""
+    rates = sorted(p["train_images_per_second"] for p in promoted if p.get("train_images_per_second"))
+    return rates[len(rates) // 2] * min(workers, len(promoted)) if rates else None
 
 
 def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: TrialRow, partial: Outcome | None) -> Outcome:

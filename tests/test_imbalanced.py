@@ -64,7 +64,9 @@ def test_a_search_on_imbalanced_data_reports_its_winner_in_balanced_accuracy(tmp
     tiny[tiny.index("--baselines") + 1:tiny.index("--baselines") + 1] = ["none"]
     cli("search", "--dataset", str(root), *tiny, "--trials", "3", "--results", str(tmp_path / "r"))
     run = tmp_path / "r" / "imb-2m"
-    winner = json.loads((run / "summary.json").read_text())["winner"]
+    summary = json.loads((run / "summary.json").read_text())
+    winner = summary["winner"]
     assert winner["metric"] == "balanced_accuracy"
+    assert summary["recipe"]["imbalance"] == "sampler"  # class-balanced batches by default (nas.recipe)
     assert "balanced accuracy" in (run / "report.html").read_text()
     assert "balanced accuracy" in (run / "winner" / "MODEL_CARD.md").read_text()

@@ -57,3 +57,20 @@ def test_the_reference_winner_quantized_to_int8_keeps_its_test_accuracy(neu_subs
     check = json.loads((tmp_path / "int8" / "int8_check.json").read_text())
     assert check["test_images"] == 360 and check["fp32_accuracy"] >= 99.5
     assert check["int8_minus_fp32_points"] >= -0.3
+
+
+def test_neu_loads_to_the_very_pixels_and_split_of_the_reference_run():
+    """Line data changed how images of other sizes are squared; NEU (all 200 x 200) must load to the
+    pixels and split the 60-minute reference run recorded (its fingerprint hashes every image)."""
+    root = os.environ.get("DEFECT_NAS_DATA")
+    if not root or not (Path(root) / "neu-cls").is_dir():
+        pytest.skip("real NEU not found: set DEFECT_NAS_DATA to the folder holding neu-cls/")
+    from defect_nas.evaluators.data import load_dataset, make_split
+
+    recorded = json.loads((Path(__file__).resolve().parents[1] / "results" / "neu-100m" / "split.json").read_text())
+    ds = load_dataset("neu", data_root=root)
+    assert ds.image_size == (200, 200) and ds.info["resized"] == 0
+    assert ds.fingerprint == recorded["fingerprint"]
+    split = make_split(ds, seed=recorded["seed"])
+    assert [ds.paths[i] for i in split.test] == recorded["test"]
+    assert [ds.paths[i] for i in split.train] == recorded["train"]

@@ -298,13 +298,13 @@ def exit_status(summary: dict, run_dir: Path) -> int:
     kept dying, 3 when no candidate learned anything (no winner): each after its results so far
     were written, with one line saying how to go on."""
     again = f"results so far are in {run_dir}; run the same command to resume"
-    if summary.get("nothing_learned"):  # after the report is written: the diagnosis, no winner
-        print(f"defect-nas: error: {summary['nothing_learned']}", file=sys.stderr)
-        return NOTHING_LEARNED_STATUS
-    if summary.get("interrupted"):
+    if summary.get("interrupted"):  # first: a stopped run says how to resume (its diagnosis is in the summary)
         how = "" if stopped_by() == "SIGINT" else f" by {stopped_by()}"
         print(f"defect-nas: interrupted{how}: {again}", file=sys.stderr)
         return stop_status()
+    if summary.get("nothing_learned"):  # after the report is written: the diagnosis, no winner
+        print(f"defect-nas: error: {summary['nothing_learned']}", file=sys.stderr)
+        return NOTHING_LEARNED_STATUS
     if summary.get("incomplete"):
         print(f"defect-nas: error: the search stopped early ({summary['incomplete']}, "
               f"{summary.get('workers_died', 0)} worker death(s)): {again}", file=sys.stderr)

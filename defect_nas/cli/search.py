@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="budget fit prefers widths in multiples of this: 8 ran 25%% faster in ONNX Runtime at "
                    "equal MACs (median of 16 specs, results/benchmarks/channel_multiple.*); accuracy not measured")
     p.add_argument("--min-accuracy", type=field_type("min_accuracy"), default=95.0,
-                   help="validation accuracy floor in percent (default 95): below it a candidate cannot win")
+                   help="validation accuracy floor in percent (default 95): below it a candidate cannot win; "
+                        "0 also exports a winner at chance (otherwise: no winner, exit 3)")
     p.add_argument("--max-params", type=field_type("max_params"))
     p.add_argument("--max-latency-ms", type=field_type("max_latency_ms"),
                    help="batch-1 latency cap, measured on this machine")

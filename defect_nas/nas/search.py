@@ -181,7 +181,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     """Tables, then (when ``finalize``) rung 2, the winner's seeds and baselines, then export and report."""
     cfg = ctx.config
     rows = write_tables(study, run_dir)
-    summary = base_summary(cfg, study, run_dir)
+    summary = base_summary(cfg, study, run_dir, Recipe.for_data(cfg, ctx.dataset, recipe_level(study)))
     if ctx.teacher_note:
         summary["notes"].append(ctx.teacher_note)
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
@@ -191,7 +191,10 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         return summary
     ctx.recipe_level = recipe_level(study)
     summary["recipe"] = {**ctx.recipe.to_dict(), "tried": tried_recipes(ctx, study)}
-    if nothing_learned(ctx, study, rows):
+    if ctx.recipe_level > 0:
+        summary["notes"].append(f"the first {CHECK_TRIALS} trials of each earlier recipe sat at chance; the study "
+                                f"moved on to {ctx.recipe.describe()} (tried: {'; '.join(summary['recipe']['tried'])})")
+    if nothing_learned(study) and cfg.min_accuracy > 0:  # --min-accuracy 0: the best is exported whatever it scored
         return no_winner(ctx, study, summary, rows, run_dir, log)
     specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}
     outcome = None
@@ -211,8 +214,11 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         outcome = proxy_outcome(cfg, run_dir, entrants[0], outcome)
     final_val = final_record(outcome.runs)["val_accuracy_mean"]
     if not summary.get("interrupted") and not learned(final_val, ctx.dataset, ctx.split):
-        summary["notes"] += outcome.notes
-        return no_winner(ctx, study, summary, rows, run_dir, log)
+        if cfg.min_accuracy > 0:
+            summary["notes"] += outcome.notes
+            return no_winner(ctx, study, summary, rows, run_dir, log)
+        outcome.notes.append("WARNING: the winner scores at chance on validation; exported because --min-accuracy "
+                             "is 0")
     summary["notes"] += outcome.notes
     log(f"exporting the winner (trial {outcome.winner}) to {run_dir / 'winner'}")
     t = time.time()
@@ -237,13 +243,11 @@ def tried_recipes(ctx: SearchContext, study: optuna.Study) -> list[str]:
     return [Recipe.for_data(ctx.config, ctx.dataset, level).describe() for level in sorted(levels)]
 
 
-def nothing_learned(ctx: SearchContext, study: optuna.Study, rows: list[TrialRow]) -> bool:
-    """Every recipe rung was tried and sat at chance, or at least CHECK_TRIALS candidates completed
-    and none scored above chance: rung 2 and the final seeds would only train noise longer."""
-    if study.user_attrs.get(NOTHING_LEARNED_ATTR):
-        return True
-    done = [r["val_accuracy"] for r in rows if r["state"] == "COMPLETE" and r["val_accuracy"] is not None]
-    return len(done) >= CHECK_TRIALS and not any(learned(v, ctx.dataset, ctx.split) for v in done)
+def nothing_learned(study: optuna.Study) -> bool:
+    """The workers tried every recipe rung and each sat at chance (``engine.check_recipe``): rung 2 and
+    the final seeds would only train noise longer. Otherwise (the trial count or the time ended the
+    ladder early) rung 2 and the final seeds train at full resolution, and the final guard judges."""
+    return bool(study.user_attrs.get(NOTHING_LEARNED_ATTR))
 
 
 def no_winner(ctx: SearchContext, study: optuna.Study, summary: RunSummary, rows: list[TrialRow], run_dir: Path,
@@ -276,14 +280,14 @@ def _px(size: int | None) -> str:
     return f"{size}px" if size else "full resolution"
 
 
-def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path) -> RunSummary:
+def base_summary(cfg: SearchConfig, study: optuna.Study, run_dir: Path, recipe: Recipe) -> RunSummary:
     return {
         "run": run_dir.name, "run_dir": str(run_dir), "trial_counts": trial_counts(study),
         "netscore_definition": NETSCORE.describe(),
         "objective": describe_objective(cfg),
         "description": f"{cfg.strategy} over {', '.join(cfg.spaces)}; budget {cfg.budget_flops / 1e6:g}M MACs "
                        f"+-{cfg.tolerance * 100:g}%; rung 1: trials at {cfg.epochs} epochs / "
-                       f"{_px(cfg.proxy_input_size)}; rung 2: top-{cfg.top_k} by proxy accuracy at "
+                       f"{_px(recipe.proxy_input_size)}; rung 2: top-{cfg.top_k} by proxy accuracy at "
                        f"{_px(cfg.final_input_size)}, up to {cfg.promote_epochs} epochs; final: the winner x "
                        f"{cfg.final_seeds} seeds up to {cfg.final_epochs} epochs (plateau patience {cfg.patience}, "
                        f"EMA {cfg.ema_epochs or 0:g} epochs); "
@@ -421,7 +425,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
                 "fidelity": chosen["fidelity"] + ", 1 seed"}] if chosen else []),
             {"name": "winner (search trial)", "test_accuracy": trial_row["test_accuracy"], "macs": c.macs,
              "params": c.params, "netscore": trial_row["netscore"], "latency_ms": eager.latency_ms,  # same net
-             "fidelity": f"{cfg.epochs} epochs at {cfg.proxy_input_size or size}px, 1 seed"},
+             "fidelity": f"{cfg.epochs} epochs at {trial_row['fidelity_input_size'] or size}px, 1 seed"},
             *outcome.baselines,
         ]
         data = {"name": ctx.dataset.name, "fingerprint": ctx.dataset.fingerprint,

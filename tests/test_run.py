@@ -70,7 +70,7 @@ def test_train_same_seed_same_result(parts_folder, arch, tmp_path, capsys):
     [
         (["--dataset", "/nonexistent/parts"], "/nonexistent/parts"),
         (["--arch", "prototype:lw/lw@9"], "lw has prototypes"),
-        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--epochs", "0"], "--epochs: '0' must be a whole number of at least 1"),
     ],
 )
 def test_train_bad_input_is_one_line(parts_folder, tmp_path, extra, message):

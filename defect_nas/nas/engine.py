@@ -326,10 +326,9 @@ def create_or_load_study(config: SearchConfig, storage, name: str, worker: int =
     return study
 
 
-def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task, again: bool = False) -> int:
-    """Generative synthesis starts from the prototypes: enqueue them once per study (``again``: once
-    more, for a new recipe rung)."""
-    if study.user_attrs.get("prototypes_enqueued") and not again:
+def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task) -> int:
+    """Generative synthesis starts from the prototypes: enqueue them once per study."""
+    if study.user_attrs.get("prototypes_enqueued"):
         return 0
     n = 0
     for space_name in config.spaces:
@@ -391,7 +390,6 @@ def check_recipe(ctx: SearchContext, study: optuna.Study) -> bool:
             return False
         study.set_user_attr(RECIPE_ATTR, level + 1)
         level += 1
-        enqueue_prototypes(study, ctx.config, ctx.task, again=True)  # the next rung starts from the seeds too
     ctx.recipe_level = level
     return True
 

@@ -39,7 +39,7 @@ from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
-from defect_nas.nas.recipe import CHECK_TRIALS, LADDER, Recipe, learned
+from defect_nas.nas.recipe import Recipe, check_recipe, recipe_level
 from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, metric_names, strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
@@ -361,37 +361,12 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         remaining = None if deadline is None else deadline - time.time()
         if remaining is not None and remaining <= 0:
             return
-        if not check_recipe(ctx, study):
+        level = check_recipe(study, ctx.dataset, ctx.split)
+        if level is None:
             return
+        ctx.recipe_level = level
         study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
                        gc_after_trial=True)
-
-
-RECIPE_ATTR, NOTHING_LEARNED_ATTR = "recipe_level", "nothing_learned"
-
-
-def recipe_level(study: optuna.Study) -> int:
-    return int(study.user_attrs.get(RECIPE_ATTR, 0))
-
-
-def check_recipe(ctx: SearchContext, study: optuna.Study) -> bool:
-    """Before each trial: when the study's first CHECK_TRIALS finished trials of its current recipe all
-    sit at chance, move the study to the next rung of the ladder (the first worker to see it does; the
-    others follow); past the last rung, mark the study ``nothing_learned`` and stop (False)."""
-    if study.user_attrs.get(NOTHING_LEARNED_ATTR):
-        return False
-    level = recipe_level(study)
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get("recipe_level", 0) == level and t.user_attrs.get("val_accuracy") is not None]
-    scores = [t.user_attrs["val_accuracy"] for t in done]
-    if len(done) >= CHECK_TRIALS and not any(learned(v, ctx.dataset, ctx.split) for v in scores):
-        if level + 1 >= len(LADDER):
-            study.set_user_attr(NOTHING_LEARNED_ATTR, True)
-            return False
-        study.set_user_attr(RECIPE_ATTR, level + 1)
-        level += 1
-    ctx.recipe_level = level
-    return True
 
 
 def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name: str, worker: int,

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import optuna
+
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.scoring import chance_score, learned, selection_metric, val_counts
 
-__all__ = ["Recipe", "auto_proxy_size", "imbalance_method", "learned", "nothing_learned_message"]
+__all__ = ["NOTHING_LEARNED_ATTR", "Recipe", "auto_proxy_size", "check_recipe", "imbalance_method", "learned",
+           "nothing_learned_message", "recipe_level"]
 
 # How imbalanced classes are trained, by name (TrainConfig fields). ``auto`` picks AUTO_IMBALANCE on
 # imbalanced data (largest class >= 1.5x the smallest), none otherwise: chosen by measurement,
@@ -64,6 +67,33 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+RECIPE_ATTR, NOTHING_LEARNED_ATTR = "recipe_level", "nothing_learned"
+
+
+def recipe_level(study: optuna.Study) -> int:
+    return int(study.user_attrs.get(RECIPE_ATTR, 0))
+
+
+def check_recipe(study: optuna.Study, dataset: Dataset, split: Split) -> int | None:
+    """Before each trial: when the study's first CHECK_TRIALS finished trials of its current recipe all
+    sit at chance, move the study to the next rung of the ladder (the first worker to see it does; the
+    others follow); past the last rung, mark the study ``nothing_learned`` and stop (None). Returns
+    the rung the next trial trains at."""
+    if study.user_attrs.get(NOTHING_LEARNED_ATTR):
+        return None
+    level = recipe_level(study)
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("recipe_level", 0) == level and t.user_attrs.get("val_accuracy") is not None]
+    scores = [t.user_attrs["val_accuracy"] for t in done]
+    if len(done) >= CHECK_TRIALS and not any(learned(v, dataset, split) for v in scores):
+        if level + 1 >= len(LADDER):
+            study.set_user_attr(NOTHING_LEARNED_ATTR, True)
+            return None
+        study.set_user_attr(RECIPE_ATTR, level + 1)
+        level += 1
+    return level
 
 
 def auto_proxy_size(data_size: int) -> int:

@@ -107,7 +107,7 @@ class FinalRecord(TypedDict):
 
 
 class WinnerRecord(TypedDict):
-    """The exported winner in summary.json and winner/metrics.json (``search.export_winner``)."""
+    """The exported winner in summary.json and winner/metrics.json (``winner.export_winner``)."""
 
     name: str
     trial: int

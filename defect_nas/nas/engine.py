@@ -39,7 +39,7 @@ from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
-from defect_nas.nas.recipe import Recipe, check_recipe, recipe_level
+from defect_nas.nas.recipe import LADDER, Recipe, check_recipe, recipe_level
 from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, metric_names, strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
@@ -362,8 +362,10 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         if remaining is not None and remaining <= 0:
             return
         level = check_recipe(study, ctx.dataset, ctx.split)
-        if level is None:
+        if level is None and ctx.config.min_accuracy > 0:
             return
+        if level is None:  # --min-accuracy 0 never gives up: the last rung goes on to the trial count or deadline
+            level = len(LADDER) - 1
         ctx.recipe_level = level
         study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
                        gc_after_trial=True)

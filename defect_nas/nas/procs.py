@@ -6,6 +6,7 @@ import ctypes
 import multiprocessing as mp
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -129,7 +130,7 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
     crash) is reported, the trial it ran is failed and queued again, and it is respawned, with its
     sampler seeded past the draws made so far, up to MAX_RESTARTS times per slot. Returns the
     number of deaths."""
-    from defect_nas.nas.storage import fail_orphaned_trials
+    from defect_nas.nas.storage import UNOWNED_S, fail_orphaned_trials, fail_unowned_trials
 
     spawn = mp.get_context("spawn")
 
@@ -141,10 +142,15 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
 
     procs = {w: start(w, args[-1]) for w in range(workers)}
     restarts = dict.fromkeys(procs, 0)
-    deaths = 0
+    deaths, last_death = 0, None
     try:
         while procs:
             on_tick()
+            if last_death is not None and time.monotonic() - last_death >= UNOWNED_S:
+                # a worker killed before it named itself on its trial left that trial RUNNING for nobody
+                if n := fail_unowned_trials(study):
+                    log(f"{n} trial(s) started by a dead worker failed and queued again")
+                last_death = None
             for w, p in list(procs.items()):
                 p.join(timeout=2.0 / len(procs))
                 if p.exitcode is None:
@@ -153,6 +159,7 @@ def explore(study, args: tuple, workers: int, on_tick, log) -> int:
                 if p.exitcode == 0:
                     continue
                 deaths += 1
+                last_death = time.monotonic()
                 n = fail_orphaned_trials(study, p.pid)
                 again = restarts[w] < MAX_RESTARTS
                 log(f"worker {w} (pid {p.pid}) died ({_death(p.exitcode)}); {n} trial(s) it ran failed and "

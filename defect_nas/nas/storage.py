@@ -6,6 +6,7 @@ SIGKILL, lost machine) is failed after the grace period and retried once, never 
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import time
@@ -118,12 +119,28 @@ class RunLock:
             os.close(self.fd)
 
 
+UNOWNED_S = 10.0  # a worker names itself on its trial within milliseconds of starting it
+
+
 def fail_orphaned_trials(study: optuna.Study, pid: int | None = None) -> int:
     """Fail RUNNING trials whose process is gone and re-enqueue each once: all of them (we hold the
     run lock, so no local worker is alive), or those of the worker process ``pid`` (it died)."""
+    return _fail_and_requeue(study, lambda t: pid is None or str(t.user_attrs.get("worker", "")).endswith(f":{pid}"))
+
+
+def fail_unowned_trials(study: optuna.Study, after_s: float = UNOWNED_S) -> int:
+    """Fail and re-enqueue RUNNING trials started ``after_s`` ago that no worker named itself on: a
+    worker killed between starting a trial and naming itself (CI, under load, hit that window) left
+    the trial RUNNING for nobody, and the search one trial short."""
+    now = datetime.datetime.now()
+    return _fail_and_requeue(study, lambda t: "worker" not in t.user_attrs and t.datetime_start is not None
+                             and (now - t.datetime_start).total_seconds() >= after_s)
+
+
+def _fail_and_requeue(study: optuna.Study, which) -> int:
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if pid is not None and not str(t.user_attrs.get("worker", "")).endswith(f":{pid}"):
+        if not which(t):
             continue
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         if "failed_trial" not in t.system_attrs and "retry_of" not in t.user_attrs:  # once, as the heartbeat does

@@ -51,3 +51,13 @@ def test_resize_uint8_once_to_a_proxy_size():
     assert resize_uint8(x, 40) is x
     flat = torch.full((1, 1, 40, 40), 77, dtype=torch.uint8)
     assert (resize_uint8(flat, 13) == 77).all()
+
+
+def test_non_square_batches_get_only_the_views_that_keep_their_shape():
+    from defect_nas.evaluators.augment import views_for
+
+    assert views_for(8, 8).tolist() == list(range(NUM_VIEWS))
+    x = torch.rand(4, 1, 6, 10)
+    for v in views_for(6, 10).tolist():
+        assert dihedral(x, v).shape == x.shape
+    assert len(views_for(6, 10)) == 4

@@ -127,3 +127,15 @@ def test_config_errors_and_precision():
         TrainConfig(optimizer="lion")
     with pytest.raises(DefectNasError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_non_square_images_train_in_the_views_that_keep_their_shape(data):
+    """A wide image turned a quarter is tall and no longer stacks with the batch: such data trains on
+    the identity, the half turn and the two mirrors only, and still learns."""
+    ds, split, _ = data
+    wide = torch.cat([ds.images, ds.images], dim=-1)  # 40 x 80: each image twice, side by side
+    td = TrainData(wide[split.train], ds.labels[split.train], wide[split.val], ds.labels[split.val], ds.class_names)
+    torch.manual_seed(0)
+    model = build(SPEC)
+    result = train(model, td, TrainConfig(epochs=6, batch_size=16, seed=0))
+    assert result.val_accuracy >= 80

@@ -13,6 +13,13 @@ import torch
 import torch.nn.functional as F
 
 NUM_VIEWS = 8
+SHAPE_VIEWS = (0, 2, 5, 7)  # identity, half turn and the two mirror flips: the views that keep H x W
+
+
+def views_for(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The views a batch of this shape may take: all eight when square; when not, the four that keep
+    its shape (a quarter turn of a 128 x 320 batch is 320 x 128 and no longer stacks with the rest)."""
+    return torch.tensor(range(NUM_VIEWS) if height == width else SHAPE_VIEWS, device=device)
 
 
 def dihedral(x: torch.Tensor, view: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import atomic_folder
 from defect_nas.core.registry import Registry
 from defect_nas.core.search_config import NO_TEACHER
-from defect_nas.evaluators.augment import NUM_VIEWS
+from defect_nas.evaluators.augment import NUM_VIEWS, views_for
 from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
 from defect_nas.evaluators.runtime import Runtime
@@ -147,8 +147,11 @@ def build_teacher(config: TeacherConfig, num_classes: int, in_channels: int) -> 
 
 
 def teacher_logits(model: nn.Module, images: torch.Tensor, input_size: int) -> torch.Tensor:
-    """[N, 8, K] logits of each image in each of the 8 views the students train on."""
-    return torch.stack([predict_logits(model, images, input_size=input_size, view=v) for v in range(NUM_VIEWS)], 1)
+    """[N, 8, K] logits of each image in each of the 8 views the students train on (non-square images
+    train on four views only; the other four slots repeat view 0 and are never read)."""
+    allowed = set(views_for(*images.shape[-2:]).tolist()) if not input_size else set(range(NUM_VIEWS))
+    logits = {v: predict_logits(model, images, input_size=input_size, view=v) for v in sorted(allowed)}
+    return torch.stack([logits.get(v, logits[0]) for v in range(NUM_VIEWS)], 1)
 
 
 def ensure_teacher(

@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.augment import NUM_VIEWS, apply_views, random_resized_crop, resize_uint8
+from defect_nas.evaluators.augment import apply_views, random_resized_crop, resize_uint8, views_for
 from defect_nas.evaluators.distill import DistillLoss
 from defect_nas.evaluators.metrics import Metrics, compute_metrics
 from defect_nas.evaluators.runtime import Runtime, resolve_precision
@@ -209,6 +209,7 @@ def train(
     x_train, y_train, x_val = x_train.to(dev), data.y_train.to(dev), x_val.to(dev)  # resident (no-ops on the CPU)
     teacher = data.teacher_logits.to(dev) if data.teacher_logits is not None else None
     channels = model_in_channels(model)
+    allowed = views_for(*x_train.shape[-2:], device=dev)
     model.to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -251,7 +252,7 @@ def train(
         for b in range(steps_per_epoch):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             xb, yb = x_train[idx], y_train[idx]
-            views = (torch.randint(0, NUM_VIEWS, (len(idx),), generator=g, device=dev) if config.views
+            views = (allowed[torch.randint(0, len(allowed), (len(idx),), generator=g, device=dev)] if config.views
                      else torch.zeros(len(idx), device=dev))
             if config.views:
                 xb = apply_views(xb, views)

@@ -1,10 +1,12 @@
 """Does defect-nas learn line-shaped data in 20 minutes, and better than the practitioner's route?
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_data.py \
-        [--sets strip panel] [--arms search prototype efficientnet-lite0] [--time-budget 20m] [--work DIR]
+        [--sets strip panel kolektor] [--arms search prototype efficientnet-lite0] [--time-budget 20m] \
+        [--work DIR] [--kolektor-mirror GIT_DIR]
 
-Builds each line-like set from NEU-Seg with ``benchmarks/line_sets.py`` in a temporary folder (never
-committed; ``--work`` keeps it), then, one arm at a time with the machine to itself, for the same
+Builds each line-like set with ``benchmarks/line_sets.py`` in a temporary folder (never committed;
+``--work`` keeps it): ``strip`` and ``panel`` from NEU-Seg, ``kolektor`` from a fetched copy of
+KolektorSDD (see that script); then, one arm at a time with the machine to itself, for the same
 wall time:
 
 - ``search``: README's command, ``defect-nas search --budget-flops 100e6 --dataset DIR --time-budget T``;
@@ -35,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.line_sets import SHAPES, build  # noqa: E402
+from benchmarks.line_sets import KOLEKTOR_REPO, SHAPES, build, export_kolektor  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
@@ -138,7 +140,8 @@ RUNNERS = {"search": run_search, "prototype": run_prototype, "efficientnet-lite0
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--sets", nargs="+", default=list(SHAPES), choices=[*SHAPES, "kolektor"])
+    ap.add_argument("--kolektor-mirror", type=Path, help=f"bare git mirror of github.com/{KOLEKTOR_REPO}")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--time-budget", default="20m")
     ap.add_argument("--work", type=Path, help="folder for the data and runs (default: a temporary one)")
@@ -150,7 +153,12 @@ def main() -> None:
     for name in args.sets:
         data = work / "data" / name
         if not data.is_dir():
-            info = build(SHAPES[name], data)
+            if name == "kolektor":
+                if args.kolektor_mirror is None or not args.kolektor_mirror.is_dir():
+                    sys.exit(f"kolektor: fetch github.com/{KOLEKTOR_REPO} and pass --kolektor-mirror GIT_DIR")
+                info = export_kolektor(args.kolektor_mirror, data)
+            else:
+                info = build(SHAPES[name], data)
             print(json.dumps(info), flush=True)
         for arm in args.arms:
             if any(r["dataset"] == name and r["arm"] == arm and r.get("budget_s") == budget for r in rows):

@@ -265,6 +265,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     check_outside_dataset(run_dir, config.dataset)
     if (run_dir / "config.json").is_file():  # whatever the storage: another study must not overwrite this run
         stored = json.loads((run_dir / "config.json").read_text())
+        config = config.resuming(stored)
         if config.differences(stored):
             raise DefectNasError(f"{run_dir} holds a search with other settings: "
                                  f"{config.describe_differences(stored)};"

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.resumable import read_runs, run_jobs  # noqa: E402
+from benchmarks.resumable import done_keys, read_runs, run_jobs  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
@@ -88,11 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.out / "line_recipe_runs.csv"
-    done = set()
-    if runs.is_file():
-        df = read_runs(runs, NUMERIC)
-        done = {(d, r, int(s), m, int(seed), int(e)) for d, r, s, m, seed, e in
-                zip(df.dataset, df.resize, df["size"], df.imbalance, df.seed, df.epochs)}
+    done = done_keys(runs, NUMERIC, ["dataset", "resize", "size", "imbalance", "seed", "epochs"])
     jobs = [(d, r, s, m, seed, args.epochs, args.budget_flops) for d in args.data for r in args.resize
             for s in args.sizes for m in args.imbalance for seed in args.seeds]
     todo = [j for j in jobs if (Path(j[0]).name, *j[1:6]) not in done]

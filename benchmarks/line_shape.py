@@ -1,7 +1,7 @@
 """Does the input's shape matter on line data? Square vs non-square inputs, and more pixels, measured.
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_shape.py \
-        --data /tmp/line/strip --shapes 211x211 136x328 176x424 [--epochs 40] [--seeds 0 1] [--jobs 1]
+        --data /tmp/line/strip --shapes 211x211 140x318 176x424 [--epochs 40] [--seeds 0 1] [--jobs 1]
 
 Give it a folder made by ``benchmarks/line_sets.py``. Every image is turned landscape (a tall image is
 transposed: textures have no canonical orientation and training already uses flips and turns), then
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.resumable import read_runs, run_jobs  # noqa: E402
+from benchmarks.resumable import done_keys, read_runs, run_jobs  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.evaluators.runinfo import environment  # noqa: E402
 
@@ -89,7 +89,7 @@ def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--shapes", nargs="+", default=["211x211", "136x328", "176x424"])
+    ap.add_argument("--shapes", nargs="+", default=["211x211", "140x318", "176x424"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--budget-flops", type=float, default=100e6)
@@ -98,10 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = args.out / "line_shape_runs.csv"
-    done = set()
-    if runs.is_file():
-        df = read_runs(runs, NUMERIC)
-        done = {(d, s, int(seed), int(e)) for d, s, seed, e in zip(df.dataset, df["shape"], df.seed, df.epochs)}
+    done = done_keys(runs, NUMERIC, ["dataset", "shape", "seed", "epochs"])
     jobs = [(d, s, seed, args.epochs, args.budget_flops) for seed in args.seeds for s in args.shapes
             for d in args.data]
     run_jobs(run_one, [j for j in jobs if (Path(j[0]).name, *j[1:4]) not in done], runs, FIELDS, args.jobs)

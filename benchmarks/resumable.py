@@ -45,3 +45,12 @@ def read_runs(runs_csv: Path, numeric: Sequence[str]) -> pd.DataFrame:
         if c in df:
             df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
+
+
+def done_keys(runs_csv: Path, numeric: Sequence[str], columns: Sequence[str]) -> set[tuple]:
+    """The ``columns`` of every run already in the runs file (numbers as ints), to skip those jobs."""
+    if not runs_csv.is_file():
+        return set()
+    df = read_runs(runs_csv, numeric)
+    return {tuple(int(v) if c in numeric else v for c, v in zip(columns, row))
+            for row in df[list(columns)].itertuples(index=False)}

@@ -29,7 +29,8 @@ def main() -> None:
     new = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     flat = " ".join(new.split())
     numbers, commands = facts(old)
-    missing = sorted(n for n in numbers if n not in new) + sorted(c for c in commands if " ".join(c.split()) not in flat)
+    missing = sorted(n for n in numbers if n not in new)
+    missing += sorted(c for c in commands if " ".join(c.split()) not in flat)
     for m in missing:
         print("missing:", m)
     print(f"{len(numbers)} numbers and {len(commands)} commands checked, {len(missing)} missing")

@@ -26,3 +26,33 @@ def test_where_a_run_ran_does_not_block_its_resume():
     cfg = SearchConfig(trials=5)
     stored = {**cfg.to_dict(), "storage": "sqlite:///x.db", "study": "neu-100m", "device": "cuda"}
     assert cfg.differences(stored) == {}  # resuming on another device, or another storage path, is allowed
+
+
+def test_every_search_flag_left_out_gives_the_search_config_default():
+    """A default lives once: the search command with no flags but a stopping rule builds exactly
+    SearchConfig()'s defaults (a flag whose default drifted from its field fails here)."""
+    from dataclasses import fields
+
+    from defect_nas.cli.main import build_parser
+    from defect_nas.cli.search import config_from
+    from defect_nas.core.search_config import SearchConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["search", "--trials", "1"])
+    got, want = config_from(args), SearchConfig()
+    differ = {f.name: (getattr(got, f.name), getattr(want, f.name)) for f in fields(SearchConfig)
+              if f.name != "trials" and getattr(got, f.name) != getattr(want, f.name)}
+    assert differ == {}, differ
+
+
+def test_a_run_stored_with_a_proxy_size_resumes_under_the_data_chosen_default():
+    """README's command over the committed reference run (stored with --proxy-input-size 100, from
+    before the size was chosen from the data) resumes it; a size typed on purpose still differs."""
+    import json
+    from pathlib import Path
+
+    stored = json.loads((Path(__file__).parents[1] / "results" / "neu-100m" / "config.json").read_text())
+    assert stored["proxy_input_size"] == 100
+    assert SearchConfig().differences(stored) == {"proxy_input_size": 100}  # what refused it
+    assert SearchConfig().resuming(stored).differences(stored) == {}
+    assert SearchConfig(proxy_input_size=64).resuming(stored).differences(stored) == {"proxy_input_size": 100}

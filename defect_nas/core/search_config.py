@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from defect_nas.core.budget import CHANNEL_MULTIPLE, channel_multiple_problem
@@ -26,6 +26,7 @@ def kd_for(teacher: str, kd: str) -> str:
 
 MIN_INPUT, MAX_INPUT = 32, 512  # input sizes the trainer accepts (TrainConfig) and the spaces can downsample
 RESUMABLE = ("trials", "time_budget_s")  # may change when a search is resumed
+AUTO = ("proxy_input_size",)  # None = chosen from the data; resuming, a run keeps the value it stored
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1G at 224 px); above this a
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
@@ -127,6 +128,9 @@ class SearchConfig:
                     if (p := _kind_problem(getattr(self, f.name), hints[f.name], BOUNDS.get(f.name)))]
         if problems:  # before the checks below, which compare values of the right kind
             raise DefectNasError(problems[0])
+        # "none" means no baselines, as on the command line: one spelling, so a run stored with
+        # ("none",) resumes under a config with ()
+        object.__setattr__(self, "baselines", tuple(b for b in self.baselines if b != "none"))
         if self.imbalance not in IMBALANCE_CHOICES:
             problems.append(f"--imbalance {self.imbalance!r}: choose {', '.join(IMBALANCE_CHOICES)}")
         if self.nsga2_cost not in ("macs", "latency"):
@@ -176,6 +180,13 @@ class SearchConfig:
         defaults, and the stopping rule (trials, time budget) may change between sessions."""
         old = SearchConfig.from_dict({k: v for k, v in stored.items() if k not in RUN_KEYS}).to_dict()
         return {k: old[k] for k, v in self.to_dict().items() if k not in RESUMABLE and old[k] != v}
+
+    def resuming(self, stored: dict[str, Any]) -> SearchConfig:
+        """This config with each ``AUTO`` field left to the data (None) set to the value a stored run
+        holds: README's command, run again over the committed reference run (stored: 100 px, from
+        before the proxy size was chosen from the data), resumes it instead of refusing it."""
+        kept = {k: stored[k] for k in AUTO if getattr(self, k) is None and stored.get(k) is not None}
+        return replace(self, **kept) if kept else self
 
     def describe_differences(self, stored: dict[str, Any]) -> str:
         """All differences at once, as flags: ``--strategy 'random' (stored: 'tpe'), ...``."""

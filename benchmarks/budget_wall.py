@@ -34,8 +34,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.data.registry import find_registered  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.data.registry import find_registered  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 NEU_CLASSES = ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches")
 

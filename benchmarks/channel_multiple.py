@@ -27,9 +27,9 @@ from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.errors import Infeasible  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.latency import cpu_model  # noqa: E402
-from defect_nas.evaluators.quiet_latency import stable_latency  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.latency import cpu_model  # noqa: E402
+from defect_nas.measure.quiet_latency import stable_latency  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
 

@@ -37,11 +37,11 @@ from resumable import run_jobs, upgrade_header  # noqa: E402
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402
-from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
+from defect_nas.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.run import train_spec  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
 from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.trainer import TrainConfig  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
 
 SPACES = {"r": "residual", "l": "lw"}

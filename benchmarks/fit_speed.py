@@ -21,7 +21,7 @@ import pandas as pd
 
 from defect_nas.core.budget import Budget, fit
 from defect_nas.core.errors import Infeasible
-from defect_nas.evaluators.runinfo import environment
+from defect_nas.measure.runinfo import environment
 from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"

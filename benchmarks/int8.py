@@ -25,10 +25,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.latency import export_onnx, measure_onnx_file  # noqa: E402
-from defect_nas.evaluators.quantize import onnx_predictions, quantize_int8  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
-from defect_nas.nas.export import load_model, run_images  # noqa: E402
+from defect_nas.deploy.model import load_model, run_images  # noqa: E402
+from defect_nas.deploy.onnx import export_onnx  # noqa: E402
+from defect_nas.deploy.quantize import onnx_predictions, quantize_int8  # noqa: E402
+from defect_nas.measure.latency import measure_onnx_file  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import run_jobs, upgrade_header  # noqa: E402
 
 from defect_nas.core.files import read_csv_rows  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 FIELDS = ["arch", "source", "input_size", "epochs", "kd", "seed", "params", "macs", "val_accuracy", "test_accuracy",
           "best_epoch", "epochs_to_99", "train_seconds", "images_per_second", "teacher_test_accuracy",
@@ -61,7 +61,7 @@ def teacher_cfg(epochs: int, input_size: int, weights_file: str | None = None):
 def one(arch: str, source: str, input_size: int, epochs: int, kd: str, ema: float | None, seed: int, t_epochs: int,
         t_size: int, device: str = "cpu", t_weights: str | None = None) -> dict:
     """One training in a worker process: 1 thread on the CPU, or on ``device``."""
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.teacher import ensure_teacher
@@ -152,7 +152,7 @@ def main() -> None:
                     if key not in have:
                         jobs.append((name, source, args.input_size, args.epochs, kd, args.ema, seed))
         if any(j[4] != "none" for j in jobs):  # train (or load) the teacher once, before the workers read its cache
-            from defect_nas.evaluators.data import load_dataset, make_split
+            from defect_nas.data import load_dataset, make_split
             from defect_nas.evaluators.runtime import Runtime
             from defect_nas.evaluators.teacher import ensure_teacher
 

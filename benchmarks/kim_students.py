@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import read_runs, run_jobs  # noqa: E402
 
 from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 FIELDS = ["teacher", "teacher_test_accuracy", "student", "widths", "input_size", "epochs", "seed", "params", "macs",
           "val_accuracy", "test_accuracy", "best_epoch", "train_seconds", "device"]
@@ -66,7 +66,7 @@ def one(init: str, t_epochs: int, student_name: str, input_size: int, epochs: in
         t_weights: str | None = None) -> dict:
     """One student in a worker process (1 thread on the CPU), its teacher loaded from the cache."""
     from defect_nas.core.cost import cost
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.teacher import ensure_teacher
@@ -178,7 +178,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t_epochs = {"imagenet": args.teacher_epochs, "scratch-bn": args.scratch_epochs}
     if args.only != "table":
-        from defect_nas.evaluators.data import load_dataset, make_split
+        from defect_nas.data import load_dataset, make_split
         from defect_nas.evaluators.runtime import Runtime
         from defect_nas.evaluators.teacher import ensure_teacher
 

@@ -19,7 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
-from defect_nas.evaluators.latency import measure_latency
+from defect_nas.measure.latency import measure_latency
 
 
 def reference_model(name: str, num_classes: int = 6) -> nn.Module:

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.latency import cpu_model, measure_latency  # noqa: E402
-from defect_nas.evaluators.quiet_latency import stable_latency  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.latency import cpu_model, measure_latency  # noqa: E402
+from defect_nas.measure.quiet_latency import stable_latency  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 from defect_nas.search_spaces.base import RandomTrial, Task, get_space  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
 

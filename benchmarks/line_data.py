@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.line_sets import KOLEKTOR_REPO, SHAPES, build, export_kolektor  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 ARMS = ("search", "prototype", "efficientnet-lite0")
@@ -75,7 +75,7 @@ def run_search(data: Path, work: Path, budget_s: float) -> dict:
 
 
 def onnx_latency(model, shape) -> float:
-    from defect_nas.evaluators.latency import measure_latency
+    from defect_nas.measure.latency import measure_latency
 
     return measure_latency(model.cpu().eval(), shape, backend="onnx", batch_size_throughput=None, threads=1).latency_ms
 
@@ -85,7 +85,7 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
 
     from defect_nas.core.budget import fit
     from defect_nas.core.search_config import SearchConfig
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.nas.engine import SearchContext, train_candidate
     from defect_nas.search_spaces.base import get_space
 
@@ -113,9 +113,9 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
 def run_efficientnet(data: Path, work: Path, budget_s: float) -> dict:
     import torch
 
-    from defect_nas.evaluators.data import load_dataset, make_split
-    from defect_nas.evaluators.flops import fvcore_macs
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher
+    from defect_nas.measure.flops import fvcore_macs
 
     t = time.time()
     torch.set_num_threads(os.cpu_count() or 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.resumable import done_keys, read_runs, run_jobs  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 IMBALANCE = {"shuffle": {}, "sampler": {"sampler": "balanced"}, "weights": {"class_weights": "balanced"},
@@ -44,7 +44,7 @@ def run_one(data: str, resize: str, size: int, method: str, seed: int, epochs: i
 
     torch.set_num_threads(1)
     from defect_nas.core.budget import Budget, fit
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
     from defect_nas.evaluators.trainer import TrainConfig
     from defect_nas.search_spaces.base import Task, get_space

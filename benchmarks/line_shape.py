@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.resumable import done_keys, read_runs, run_jobs  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 FIELDS = ["dataset", "shape", "seed", "epochs", "macs", "val_balanced_accuracy", "test_balanced_accuracy",
@@ -36,7 +36,7 @@ def landscape_stack(files: list[Path], h: int, w: int):
     """uint8 [N, 1, h, w]: each image turned landscape, then stretched to h x w."""
     import numpy as np
 
-    from defect_nas.evaluators.data.imageio import decode_image, fit, to_gray
+    from defect_nas.data.imageio import decode_image, fit, to_gray
 
     out = np.empty((len(files), 1, h, w), np.uint8)
     for i, f in enumerate(files):
@@ -54,7 +54,7 @@ def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dic
 
     torch.set_num_threads(1)
     from defect_nas.core.budget import Budget, fit
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.scoring import train_data
     from defect_nas.evaluators.trainer import TrainConfig, evaluate, train
     from defect_nas.search_spaces.base import Task, get_space

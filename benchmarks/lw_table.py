@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import read_runs, run_jobs  # noqa: E402
 
 from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 SPLITS = {"huang": {"test": 150, "val": 30}, "ours": {}}  # make_split keywords
 MODELS = ("lw@0.35", "mobilenetv2-0.35", "shufflenetv2-0.5")
@@ -58,11 +58,11 @@ def one(model_name: str, split_name: str, input_size: int, epochs: int, seed: in
     """One training in a worker process: 1 thread on the CPU, or on ``device``."""
     import torch
 
-    from defect_nas.evaluators.data import load_dataset, make_split
-    from defect_nas.evaluators.flops import fvcore_macs
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_module
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.trainer import TrainConfig
+    from defect_nas.measure.flops import fvcore_macs
 
     runtime = Runtime(device=device, threads=1).apply()
     ds = load_dataset("neu")
@@ -87,7 +87,8 @@ def latencies(models: list[str], classes: int, input_size: int) -> dict[str, flo
     depend on them)."""
     import torch
 
-    from defect_nas.evaluators.latency import export_onnx, measure_onnx_file
+    from defect_nas.deploy.onnx import export_onnx
+    from defect_nas.measure.latency import measure_onnx_file
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

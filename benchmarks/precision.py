@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 def one(arch: str, precision: str, seed: int, epochs: int, patience: int | None, budget: float | None) -> dict:
 
     from defect_nas.core.spec import ArchSpec
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.run import train_spec
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.evaluators.trainer import TrainConfig, evaluate
@@ -65,7 +65,7 @@ def main() -> None:
     ]
     with mp.get_context("spawn").Pool(len(jobs)) as pool:
         rows = pool.starmap(one, jobs)
-    from defect_nas.evaluators.runinfo import environment
+    from defect_nas.measure.runinfo import environment
 
     df = pd.DataFrame(rows)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

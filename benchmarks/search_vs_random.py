@@ -86,7 +86,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "search_vs_random.csv", index=False)
-    from defect_nas.evaluators.runinfo import environment
+    from defect_nas.measure.runinfo import environment
 
     (out / "search_vs_random.json").write_text(json.dumps(
         {"runs": rows, "settings": vars(args), "note": "scores are validation NetScore (dB) of the best feasible "

@@ -124,7 +124,7 @@ def main() -> None:
                      "stderr_tail": stderr.strip().splitlines()[-1] if stderr.strip() else ""})
     df = pd.DataFrame(rows)
     df.to_csv(out / "soak.csv", index=False)
-    from defect_nas.evaluators.runinfo import environment
+    from defect_nas.measure.runinfo import environment
 
     (out / "soak.json").write_text(json.dumps({
         "rows": rows, "kills": kills,

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 
 
 def main() -> None:

@@ -28,13 +28,14 @@ import torch  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402
-from defect_nas.evaluators.flops import fvcore_macs  # noqa: E402
-from defect_nas.evaluators.latency import cpu_model, export_onnx, measure_onnx_file  # noqa: E402
-from defect_nas.evaluators.peak import gemm_model, peak_gflops  # noqa: E402
-from defect_nas.evaluators.quantize import quantize_int8  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.deploy.model import load_model, run_images  # noqa: E402
+from defect_nas.deploy.onnx import export_onnx  # noqa: E402
+from defect_nas.deploy.quantize import quantize_int8  # noqa: E402
+from defect_nas.measure.flops import fvcore_macs  # noqa: E402
+from defect_nas.measure.latency import cpu_model, measure_onnx_file  # noqa: E402
+from defect_nas.measure.peak import gemm_model, peak_gflops  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 from defect_nas.nas.baselines import baseline_model  # noqa: E402
-from defect_nas.nas.export import load_model, run_images  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
 
 

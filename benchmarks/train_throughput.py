@@ -48,11 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402
-from defect_nas.evaluators.augment import resize_uint8  # noqa: E402
-from defect_nas.evaluators.data import load_dataset, make_split  # noqa: E402
-from defect_nas.evaluators.runinfo import environment  # noqa: E402
+from defect_nas.data import load_dataset, make_split  # noqa: E402
+from defect_nas.data.preprocess import resize_uint8  # noqa: E402
 from defect_nas.evaluators.runtime import Runtime, resolve_precision  # noqa: E402
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, evaluate, train  # noqa: E402
+from defect_nas.measure.runinfo import environment  # noqa: E402
 from defect_nas.search_spaces.base import Task, get_space  # noqa: E402
 from defect_nas.search_spaces.build import build  # noqa: E402
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from defect_nas.evaluators.data import NEU_CLASSES
-from defect_nas.evaluators.data.dataset import Dataset, build_dataset
-from defect_nas.evaluators.data.imageio import pixel_hash
+from defect_nas.data import NEU_CLASSES
+from defect_nas.data.dataset import Dataset, build_dataset
+from defect_nas.data.imageio import pixel_hash
 
 NEU_PREFIX = {
     "crazing": "Cr",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from defect_nas.evaluators.analysis import analyze, conv_activations, disentanglement
+from defect_nas.inspection.analysis import analyze, conv_activations, disentanglement
 
 
 def tiny() -> nn.Module:

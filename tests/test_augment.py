@@ -2,13 +2,13 @@
 
 import torch
 
+from defect_nas.data.preprocess import resize_uint8
 from defect_nas.evaluators.augment import (
     NUM_VIEWS,
     apply_views,
     dihedral,
     gather_views,
     random_resized_crop,
-    resize_uint8,
 )
 
 

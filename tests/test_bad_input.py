@@ -132,7 +132,7 @@ def test_train_refuses_an_unwritable_results_folder_before_training(tmp_path, ca
 
 
 def test_benchmark_refuses_an_unwritable_out_before_measuring(tmp_path, capsys, monkeypatch):
-    import defect_nas.evaluators.latency as latency
+    import defect_nas.measure.latency as latency
 
     monkeypatch.setattr(latency, "measure_latency", lambda *a, **k: pytest.fail("measured before checking --out"))
     assert main(["benchmark", str(WINNER), "--out", str(a_file(tmp_path) / "bench.json")]) == 2

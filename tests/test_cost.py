@@ -10,7 +10,7 @@ from defect_nas.core.budget import Budget, fit
 from defect_nas.core.cost import cost, macs, params
 from defect_nas.core.errors import Infeasible, SpecError
 from defect_nas.core.spec import ArchSpec, Conv, Head
-from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs
+from defect_nas.measure.flops import fvcore_macs, ptflops_macs
 from defect_nas.search_spaces.base import RandomTrial, Task, all_spaces
 from defect_nas.search_spaces.build import build
 

@@ -10,7 +10,7 @@ import torch
 from datagen import make_dagm
 
 from defect_nas.core.errors import DataError
-from defect_nas.evaluators.data import (
+from defect_nas.data import (
     check_split,
     dagm_image_labels,
     dagm_image_predictions,

@@ -14,7 +14,7 @@ from datagen import make_dagm, make_neu, save, texture
 from PIL import Image
 
 from defect_nas.core.errors import DataError, DefectNasError
-from defect_nas.evaluators.data import (
+from defect_nas.data import (
     NEU_CLASSES,
     Dataset,
     check_split,
@@ -198,7 +198,7 @@ def test_imagefolder_mixed_sizes_use_the_square_on_the_most_common_sizes_shorter
                       ("scratch/tall.png", _gradient(90, 30))):
         expected = np.asarray(Image.fromarray(arr).resize((20, 20), Image.Resampling.BILINEAR))
         assert np.array_equal(ds.images[ds.paths.index(name), 0].numpy(), expected), name
-    from defect_nas.evaluators.preprocess import read_for_model
+    from defect_nas.data.preprocess import read_for_model
 
     i = ds.paths.index("good/g1.png")
     assert torch.equal(read_for_model(root / "good" / "g1.png", 1, 20)[0, 0], ds.images[i, 0])  # predict sees the same

@@ -9,7 +9,7 @@ import pytest
 from datagen import make_neu, zip_dir
 
 from defect_nas.core.errors import DataError
-from defect_nas.evaluators.data import NEU_CLASSES, import_neu, load_dataset
+from defect_nas.data import NEU_CLASSES, import_neu, load_dataset
 
 
 @pytest.fixture(scope="module")

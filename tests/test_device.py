@@ -15,7 +15,7 @@ from test_strategies import run_study
 from defect_nas.cli.main import main
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
+from defect_nas.data import make_split
 from defect_nas.evaluators.runtime import Runtime, resolve_device
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, predict_logits, train
 from defect_nas.nas import engine
@@ -124,7 +124,7 @@ def test_cpu_and_gpu_predictions_agree_on_the_same_weights():
 @needs_gpu
 def test_a_search_with_two_trials_in_flight_on_the_gpu(tmp_path):
     from defect_nas.core.search_config import SearchConfig
-    from defect_nas.evaluators.data import load_dataset
+    from defect_nas.data import load_dataset
     from defect_nas.nas.search import run_search
 
     try:

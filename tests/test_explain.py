@@ -13,12 +13,12 @@ from torch import nn
 
 from defect_nas.cli.main import main
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.data.dataset import build_dataset
-from defect_nas.evaluators.data.imageio import pixel_hash
-from defect_nas.evaluators.explain import area_under, attribute, deletion_curves, gradcam
+from defect_nas.data import make_split
+from defect_nas.data.dataset import build_dataset
+from defect_nas.data.imageio import pixel_hash
+from defect_nas.deploy.model import save_model
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
-from defect_nas.nas.export import save_model
+from defect_nas.inspection.explain import area_under, attribute, deletion_curves, gradcam
 from defect_nas.search_spaces.build import build
 
 SPEC = ArchSpec(1, 32, 2, (Conv(8, 3, 1),), ((Basic(16, 3, 2),), (Basic(16, 3, 2),)), Head())
@@ -116,7 +116,7 @@ def test_explain_writes_a_map_per_image_and_names_a_missing_one(blob_model, tmp_
 def test_explain_on_a_run_folder_writes_the_deletion_test_and_every_error(blob_model, tmp_path, capsys):
     from PIL import Image
 
-    from defect_nas.evaluators.data import load_dataset
+    from defect_nas.data import load_dataset
 
     model, ds, _ = blob_model
     data = tmp_path / "blobs"

@@ -10,7 +10,7 @@ from datagen import learnable_dataset
 
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
+from defect_nas.data import make_split
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
 from defect_nas.nas.final import TimePlan, choose_winner, promotion_candidates, reserve_seconds
 from defect_nas.search_spaces.build import build

@@ -12,9 +12,9 @@ from PIL import Image
 from test_search import TINY, cli
 
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.data.dataset import build_dataset
-from defect_nas.evaluators.data.imageio import pixel_hash
+from defect_nas.data import make_split
+from defect_nas.data.dataset import build_dataset
+from defect_nas.data.imageio import pixel_hash
 from defect_nas.evaluators.run import train_module
 from defect_nas.evaluators.scoring import selection_metric, train_data
 from defect_nas.evaluators.trainer import TrainConfig, train

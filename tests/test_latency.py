@@ -12,15 +12,9 @@ import torch
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.latency import (
-    LatencyResult,
-    OnnxMismatchError,
-    cpu_model,
-    export_onnx,
-    measure_latency,
-    ort_session,
-)
-from defect_nas.evaluators.quiet_latency import stable_latency
+from defect_nas.deploy.onnx import OnnxMismatchError, export_onnx, ort_session
+from defect_nas.measure.latency import LatencyResult, cpu_model, measure_latency
+from defect_nas.measure.quiet_latency import stable_latency
 
 SHAPE = (1, 24, 24)
 FAST = dict(warmup=1, repeats=3, batch_size_throughput=4)

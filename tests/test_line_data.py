@@ -15,7 +15,7 @@ from test_search import TINY, cli
 
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import load_dataset, make_split
+from defect_nas.data import load_dataset, make_split
 from defect_nas.evaluators.scoring import train_data
 from defect_nas.evaluators.trainer import TrainConfig, train
 from defect_nas.nas.engine import SearchContext, train_config

@@ -13,10 +13,10 @@ from PIL import Image
 
 from defect_nas.cli.main import main
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
-from defect_nas.evaluators.preprocess import read_for_model
+from defect_nas.data import make_split
+from defect_nas.data.preprocess import read_for_model
+from defect_nas.deploy.model import save_model
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
-from defect_nas.nas.export import save_model
 from defect_nas.search_spaces.build import build
 
 SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
@@ -85,7 +85,7 @@ def test_the_model_cards_snippet_reproduces_predict(trained, tmp_path, capsys, m
     import re
 
     from defect_nas.core.spec import ArchSpec as _Spec
-    from defect_nas.nas.export import model_card
+    from defect_nas.deploy.model import model_card
 
     ds, split, folder = trained
     image = tmp_path / "x.png"
@@ -104,9 +104,9 @@ def test_the_model_cards_snippet_reproduces_predict(trained, tmp_path, capsys, m
 def test_predict_runs_the_int8_model_of_an_int8_export_and_says_so(trained, tmp_path, capsys):
     """predict on an `export --format onnx-int8` folder silently ran the fp32 weights beside the
     int8 model; it now runs what was exported for deployment, and --json says which it ran."""
-    from defect_nas.evaluators.latency import INPUT_NAME, ort_session
-    from defect_nas.evaluators.preprocess import model_input
-    from defect_nas.nas.export import load_model
+    from defect_nas.data.preprocess import model_input
+    from defect_nas.deploy.model import load_model
+    from defect_nas.deploy.onnx import INPUT_NAME, ort_session
 
     ds, split, folder = trained
     model, spec, labels = load_model(folder)

@@ -65,7 +65,7 @@ def test_neu_loads_to_the_very_pixels_and_split_of_the_reference_run():
     root = os.environ.get("DEFECT_NAS_DATA")
     if not root or not (Path(root) / "neu-cls").is_dir():
         pytest.skip("real NEU not found: set DEFECT_NAS_DATA to the folder holding neu-cls/")
-    from defect_nas.evaluators.data import load_dataset, make_split
+    from defect_nas.data import load_dataset, make_split
 
     recorded = json.loads((Path(__file__).resolve().parents[1] / "results" / "neu-100m" / "split.json").read_text())
     ds = load_dataset("neu", data_root=root)

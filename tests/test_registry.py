@@ -4,7 +4,7 @@ import pytest
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.registry import Registry
-from defect_nas.evaluators.data import DATASETS
+from defect_nas.data import DATASETS
 from defect_nas.evaluators.teacher import TEACHERS, teacher_choices
 from defect_nas.nas.baselines import BASELINES, baseline_choices
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES

@@ -9,7 +9,7 @@ import torch
 from datagen import synthetic_dataset
 
 from defect_nas.core.errors import DataError
-from defect_nas.evaluators.data import Split, check_split, kfold_splits, make_split
+from defect_nas.data import Split, check_split, kfold_splits, make_split
 
 NEU_LIKE = [300] * 6
 

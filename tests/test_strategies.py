@@ -18,7 +18,7 @@ from defect_nas.core.cost import cost
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
-from defect_nas.evaluators.data import make_split
+from defect_nas.data import make_split
 from defect_nas.nas import engine
 from defect_nas.nas.rows import trial_rows
 from defect_nas.nas.storage import open_storage

@@ -8,8 +8,8 @@ import torch
 from datagen import learnable_dataset
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.data import make_split
 from defect_nas.evaluators.augment import dihedral
-from defect_nas.evaluators.data import make_split
 from defect_nas.evaluators.scoring import chance_score, learned, val_counts
 from defect_nas.evaluators.teacher import TeacherConfig, cache_key, ensure_teacher, usable_teacher
 from defect_nas.evaluators.trainer import predict_logits
@@ -89,7 +89,7 @@ def test_a_teacher_cut_short_by_the_time_budget_is_cached_and_said_so_on_every_l
 def test_a_scratch_bn_teacher_is_vgg16_with_batch_norm_and_reloads_as_trained(setup, tmp_path):
     """Kim et al.'s scratch contrast needs a scratch VGG16 that learns: --teacher-init scratch-bn. Its
     cache must reload with the batch norms (their running statistics are part of what was trained)."""
-    from defect_nas.evaluators.analysis import conv_activations
+    from defect_nas.inspection.analysis import conv_activations
 
     ds, split = setup
     cfg = TeacherConfig(init="scratch-bn", epochs=1, input_size=32, fc_hidden=16)

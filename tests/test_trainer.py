@@ -6,7 +6,7 @@ from datagen import learnable_dataset
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.evaluators.data import make_split
+from defect_nas.data import make_split
 from defect_nas.evaluators.runtime import Runtime, resolve_precision
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, _epoch_order, evaluate, train
 from defect_nas.search_spaces.build import build

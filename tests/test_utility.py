@@ -72,7 +72,7 @@ def test_each_timed_design_reports_its_achieved_gflops_against_the_measured_peak
 
 
 def test_the_peak_is_a_real_measurement_of_this_machine():
-    from defect_nas.evaluators.peak import peak_gflops
+    from defect_nas.measure.peak import peak_gflops
 
     assert 1.0 < peak_gflops("fp32", threads=1, min_run_time=0.2) < 10_000  # GFLOP/s of a 1024^3 GEMM
 

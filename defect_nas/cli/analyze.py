@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_analyze(args: argparse.Namespace) -> None:
     import torch
 
-    from defect_nas.evaluators.analysis import analyze
-    from defect_nas.evaluators.augment import resize_uint8
-    from defect_nas.evaluators.runinfo import environment
+    from defect_nas.data.preprocess import resize_uint8
+    from defect_nas.inspection.analysis import analyze
+    from defect_nas.measure.runinfo import environment
 
     if args.images < args.k + 2:
         raise DefectNasError(f"--images {args.images}: need more than --k + 1 = {args.k + 1} images")
@@ -51,7 +51,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     if args.target == "teacher":
         model, initial, size, info = _teacher(args, dataset, split, runtime)
     else:
-        from defect_nas.nas.export import load_model
+        from defect_nas.deploy.model import load_model
 
         model, spec, _ = load_model(args.target)
         initial, size = None, spec.input_size  # a searched net's initial weights are not kept: no weight change

@@ -49,7 +49,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from safetensors.torch import load_file
 
     from defect_nas.core.spec import ArchSpec
-    from defect_nas.nas.export import load_model, save_model
+    from defect_nas.deploy.model import load_model, save_model
     from defect_nas.search_spaces.build import build
 
     run_dir = Path(args.run)
@@ -82,8 +82,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             (out / stale).unlink(missing_ok=True)
         written = save_model(model, spec, labels, out, formats)
     else:
-        from defect_nas.evaluators.quantize import onnx_predictions
-        from defect_nas.nas.export import run_images
+        from defect_nas.deploy.model import run_images
+        from defect_nas.deploy.quantize import onnx_predictions
 
         x_cal, x_test, y_test = run_images(run_dir, spec, labels)
         written = save_model(model, spec, labels, out, formats, calibration=x_cal)
@@ -102,8 +102,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from defect_nas.evaluators.preprocess import model_input, read_for_model
-    from defect_nas.nas.export import deployed_model
+    from defect_nas.data.preprocess import model_input, read_for_model
+    from defect_nas.deploy.model import deployed_model
 
     probabilities, spec, labels, ran = deployed_model(args.model)
     results = []
@@ -122,11 +122,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from defect_nas.core.cost import cost
-    from defect_nas.evaluators.flops import fvcore_macs
-    from defect_nas.evaluators.latency import measure_latency, measure_onnx_file
+    from defect_nas.deploy.model import load_model
     from defect_nas.evaluators.runtime import Runtime
+    from defect_nas.measure.flops import fvcore_macs
+    from defect_nas.measure.latency import measure_latency, measure_onnx_file
     from defect_nas.nas.baselines import baseline_model
-    from defect_nas.nas.export import load_model
 
     gpu = Runtime(device=args.device)  # a GPU asked for but absent: one line, before any measuring
     model, spec, labels = load_model(args.model)
@@ -149,7 +149,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         rows.append({"model": "model", "backend": "onnx-int8", "macs": models[0][2], "latency_ms": r.latency_ms,
                      "throughput_img_s": r.throughput_img_s, "threads": r.threads, "cpu": r.cpu_model})
     if gpu.is_cuda:  # the deployment target (CPU) always; the GPU side by side when asked
-        from defect_nas.evaluators.gpu_timing import measure_gpu
+        from defect_nas.measure.gpu_timing import measure_gpu
 
         for name, m, macs in models:
             for precision in ("fp32", "bf16"):
@@ -162,7 +162,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
         mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
     if args.out:
-        from defect_nas.evaluators.runinfo import environment
+        from defect_nas.measure.runinfo import environment
 
         doc = {"model": args.model, "input": list(shape), "batch": args.batch, "repeats": args.repeats,
                "rows": rows, "environment": environment()}

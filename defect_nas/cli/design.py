@@ -133,7 +133,7 @@ def spec_costs(spec: ArchSpec, input_size: int | None = None) -> dict[str, Any]:
         r["cross_check"] = (f"skipped: {c.params:,} params / {c.macs:,} MACs is over the "
                             f"{CROSS_CHECK_MAX_PARAMS:,} / {CROSS_CHECK_MAX_MACS:,.0f} that are built and traced")
         return r
-    from defect_nas.evaluators.flops import fvcore_macs, ptflops_macs  # slow imports: only when counting
+    from defect_nas.measure.flops import fvcore_macs, ptflops_macs  # slow imports: only when counting
     from defect_nas.search_spaces.build import build
 
     model = build(spec)

@@ -18,7 +18,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import BOUNDS, kd_for
 from defect_nas.core.spec import ArchSpec, load_spec
-from defect_nas.evaluators.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
+from defect_nas.data import DATASETS, import_neu, list_datasets, load_dataset, make_split, resolve_data_root
 from defect_nas.evaluators.runtime import DEVICES_HELP, Runtime
 from defect_nas.evaluators.teacher import (
     INITS,
@@ -121,7 +121,7 @@ def load_data(args: argparse.Namespace):
 
 def warn_about(dataset) -> None:
     """What is odd about the data but does not stop the command, as a warning line on stderr."""
-    from defect_nas.evaluators.data.checks import label_conflicts
+    from defect_nas.data.checks import label_conflicts
 
     if problem := label_conflicts(dataset):
         print(f"defect-nas: warning: {problem}", file=sys.stderr)

@@ -3,7 +3,7 @@
     defect-nas explain results/neu-100m/winner IMAGE... [--out DIR] [--method gradcam|saliency]
     defect-nas explain results/neu-100m [--method gradcam]     # the recorded test split -> RUN/explain/
 
-Images go through the same loading as ``predict`` (``evaluators.preprocess``), so a map shows
+Images go through the same loading as ``predict`` (``data.preprocess``), so a map shows
 what the deployed model saw.
 """
 
@@ -45,8 +45,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
 def _load(model_dir: Path, files: list[str]):
     import torch
 
-    from defect_nas.evaluators.preprocess import model_input, read_for_model
-    from defect_nas.nas.export import load_model
+    from defect_nas.data.preprocess import model_input, read_for_model
+    from defect_nas.deploy.model import load_model
 
     model, spec, labels = load_model(model_dir)
     x = torch.cat([read_for_model(f, spec.in_channels, spec.input_size) for f in files])
@@ -54,7 +54,7 @@ def _load(model_dir: Path, files: list[str]):
 
 
 def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
-    from defect_nas.evaluators.explain import attribute, overlay
+    from defect_nas.inspection.explain import attribute, overlay
 
     model, labels, x8, x = _load(model_dir, args.images)
     maps, probs = attribute(model, x, args.method)
@@ -75,11 +75,10 @@ def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
 def _explain_test_split(run: Path, args: argparse.Namespace) -> None:
     import torch
 
-    from defect_nas.evaluators.augment import resize_uint8
-    from defect_nas.evaluators.data import Split, load_dataset
-    from defect_nas.evaluators.explain import area_under, attribute, deletion_curves, overlay
-    from defect_nas.evaluators.preprocess import model_input
-    from defect_nas.nas.export import load_model
+    from defect_nas.data import Split, load_dataset
+    from defect_nas.data.preprocess import model_input, resize_uint8
+    from defect_nas.deploy.model import load_model
+    from defect_nas.inspection.explain import area_under, attribute, deletion_curves, overlay
 
     dataset = load_dataset(json.loads((run / "config.json").read_text())["dataset"])
     split = Split.from_json(json.loads((run / "split.json").read_text()), dataset)  # the recorded test part

@@ -197,7 +197,7 @@ def check_outside_dataset(run_dir: Path, dataset: str) -> None:
     """A run folder inside the dataset folder would become part of the data: its ``trials/`` folder
     reads as a class without images, and every later phase's workers fail to load the data
     (a benchmark once lost its final phase to this)."""
-    from defect_nas.evaluators.data import dataset_folder
+    from defect_nas.data import dataset_folder
 
     data = dataset_folder(dataset)
     if run_dir.resolve().is_relative_to(data):
@@ -209,7 +209,7 @@ def check_budget_feasible(config: SearchConfig) -> None:
     """A budget no space can meet fails before any teacher is trained or folder written."""
     from defect_nas.core.budget import Budget, fit
     from defect_nas.core.errors import Infeasible
-    from defect_nas.evaluators.data import load_dataset
+    from defect_nas.data import load_dataset
     from defect_nas.search_spaces.base import RandomTrial, Task, get_space
 
     ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written

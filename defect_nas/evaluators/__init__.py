@@ -1,1 +1,2 @@
-"""Evaluators: data, training, teacher, distillation, metrics, latency."""
+"""Train and score one candidate: the fast trainer, augmentation, distillation, scoring, metrics,
+and the ImageNet-initialised teachers."""

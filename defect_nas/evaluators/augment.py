@@ -67,14 +67,3 @@ def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Gene
     theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 [N, C, H, W] stack once (antialiased bilinear), for a lower-fidelity proxy."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    out = []
-    for chunk in images.split(256):
-        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(y.round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out)

@@ -17,13 +17,13 @@ from defect_nas.core.files import write_csv, write_json, write_text_atomic
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.spec import ArchSpec
-from defect_nas.evaluators.data import Dataset, Split
-from defect_nas.evaluators.latency import measure_latency
-from defect_nas.evaluators.runinfo import environment, new_run_dir
+from defect_nas.data import Dataset, Split
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.scoring import score_test, train_data
 from defect_nas.evaluators.teacher import Teacher
 from defect_nas.evaluators.trainer import TrainConfig, train
+from defect_nas.measure.latency import measure_latency
+from defect_nas.measure.runinfo import environment, new_run_dir
 from defect_nas.search_spaces.build import build
 
 

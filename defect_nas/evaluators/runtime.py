@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,23 +59,6 @@ def resolve_device(device: str) -> str:
         raise DefectNasError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
                              f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return device
-
-
-def gpu_info() -> list[dict[str, Any]]:
-    """Name, memory, CUDA and driver version of each visible GPU ([] without one), for environment.json."""
-    if not torch.cuda.is_available():
-        return []
-    driver = None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        driver = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
-    gpus = []
-    for i in range(torch.cuda.device_count()):
-        p = torch.cuda.get_device_properties(i)
-        gpus.append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
-                     "capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda, "driver": driver})
-    return gpus
 
 
 @dataclass(frozen=True)

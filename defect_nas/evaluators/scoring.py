@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from defect_nas.evaluators.data import Dataset, Split, dagm_image_labels, dagm_image_predictions
+from defect_nas.data import Dataset, Split, dagm_image_labels, dagm_image_predictions
 from defect_nas.evaluators.metrics import Metrics, compute_metrics
 from defect_nas.evaluators.trainer import TrainData, evaluate, predict_logits
 

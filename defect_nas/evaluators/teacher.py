@@ -24,8 +24,8 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import atomic_folder
 from defect_nas.core.registry import Registry
 from defect_nas.core.search_config import NO_TEACHER
+from defect_nas.data import Dataset, Split
 from defect_nas.evaluators.augment import NUM_VIEWS, views_for
-from defect_nas.evaluators.data import Dataset, Split
 from defect_nas.evaluators.pretrained import build_efficientnet_lite0_teacher, build_vgg16_teacher, default_cache_dir
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.scoring import chance_score, learned, score_test, selection_metric, train_data, val_counts

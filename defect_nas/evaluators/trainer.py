@@ -20,7 +20,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.augment import apply_views, random_resized_crop, resize_uint8, views_for
+from defect_nas.data.preprocess import resize_uint8
+from defect_nas.evaluators.augment import apply_views, random_resized_crop, views_for
 from defect_nas.evaluators.distill import DistillLoss
 from defect_nas.evaluators.metrics import Metrics, compute_metrics
 from defect_nas.evaluators.runtime import Runtime, resolve_precision

@@ -64,7 +64,7 @@ def baseline_model(name: str, in_channels: int, classes: int, task: Task | None 
 
 
 def baseline_costs(model: torch.nn.Module, in_channels: int, size: int) -> dict[str, int]:
-    from defect_nas.evaluators.flops import fvcore_macs
+    from defect_nas.measure.flops import fvcore_macs
 
     return {"macs": fvcore_macs(model, in_channels, size), "params": sum(p.numel() for p in model.parameters())}
 

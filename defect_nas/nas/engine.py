@@ -32,12 +32,12 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import OBJECTIVES, utility
-from defect_nas.evaluators.data import Dataset, Split, load_dataset, make_split
-from defect_nas.evaluators.latency import measure_latency
+from defect_nas.data import Dataset, Split, load_dataset, make_split
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher, usable_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
+from defect_nas.measure.latency import measure_latency
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.recipe import LADDER, Recipe, check_recipe, recipe_level
 from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, metric_names, strategy

@@ -23,9 +23,9 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_json
 from defect_nas.core.pareto import pareto_front
 from defect_nas.core.spec import ArchSpec
-from defect_nas.evaluators.latency import cpu_model
-from defect_nas.evaluators.peak import peak_gflops
-from defect_nas.evaluators.quiet_latency import stable_latency
+from defect_nas.measure.latency import cpu_model
+from defect_nas.measure.peak import peak_gflops
+from defect_nas.measure.quiet_latency import stable_latency
 from defect_nas.nas.records import TrialRow
 from defect_nas.nas.rows import distinct
 from defect_nas.search_spaces.build import build

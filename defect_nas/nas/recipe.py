@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import optuna
 
 from defect_nas.core.search_config import SearchConfig
-from defect_nas.evaluators.data import Dataset, Split
+from defect_nas.data import Dataset, Split
 from defect_nas.evaluators.scoring import chance_score, learned, selection_metric, val_counts
 
 __all__ = ["NOTHING_LEARNED_ATTR", "Recipe", "auto_proxy_size", "check_recipe", "imbalance_method", "learned",

@@ -24,8 +24,8 @@ from defect_nas.core.pareto import pareto_front
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import describe_objective
-from defect_nas.evaluators.runinfo import environment
 from defect_nas.evaluators.runtime import Runtime
+from defect_nas.measure.runinfo import environment
 from defect_nas.nas.baselines import baseline_names
 from defect_nas.nas.engine import (
     TEACHER_SHARE,

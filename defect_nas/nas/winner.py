@@ -13,10 +13,10 @@ from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import describe_objective
-from defect_nas.evaluators.latency import measure_latency
+from defect_nas.deploy.model import model_card, save_model
 from defect_nas.evaluators.scoring import selection_metric
+from defect_nas.measure.latency import measure_latency
 from defect_nas.nas.engine import SearchContext
-from defect_nas.nas.export import model_card, save_model
 from defect_nas.nas.final import final_record
 from defect_nas.nas.records import RunSummary, SeedRun, WinnerRecord
 from defect_nas.search_spaces.build import build

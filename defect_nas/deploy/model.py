@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_text_atomic
 from defect_nas.core.spec import ArchSpec, load_spec
-from defect_nas.evaluators.latency import export_onnx
+from defect_nas.deploy.onnx import export_onnx
 from defect_nas.search_spaces.build import build
 
 FORMATS = ("safetensors", "onnx", "onnx-int8", "torchscript")
@@ -46,7 +46,7 @@ def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, .
     if "onnx" in formats or "onnx-int8" in formats:
         written.append(export_onnx(model, shape, out / "model.onnx"))
     if "onnx-int8" in formats:
-        from defect_nas.evaluators.quantize import quantize_int8
+        from defect_nas.deploy.quantize import quantize_int8
 
         written.append(quantize_int8(out / "model.onnx", calibration, out / "model.int8.onnx"))
     if "torchscript" in formats:
@@ -82,7 +82,7 @@ def deployed_model(folder: str | Path) -> tuple[Callable[[torch.Tensor], torch.T
     model, spec, names = load_model(folder)  # also checks the folder whole
     int8 = Path(folder) / "model.int8.onnx"
     if int8.is_file():
-        from defect_nas.evaluators.latency import INPUT_NAME, ort_session
+        from defect_nas.deploy.onnx import INPUT_NAME, ort_session
 
         session = ort_session(int8)
 
@@ -164,8 +164,8 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "(the recorded metrics were scored in fp32 too).",
         "",
         "```python",
-        "from defect_nas.evaluators.preprocess import model_input, read_for_model",
-        "from defect_nas.nas.export import load_model        # defect-nas installed; no pickle involved",
+        "from defect_nas.data.preprocess import model_input, read_for_model",
+        "from defect_nas.deploy.model import load_model        # defect-nas installed; no pickle involved",
         "model, spec, labels = load_model('winner')",
         "x = read_for_model('IMAGE.png', spec.in_channels, spec.input_size)  # decoded and sized as in training",
         "probs = model(model_input(x)).softmax(1)[0].detach()  # what `defect-nas predict` reports",
@@ -192,9 +192,8 @@ def run_images(run_dir: Path, spec: ArchSpec, labels: tuple[str, ...],
                calibration: int = CALIBRATION_IMAGES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The run's training images to calibrate on and its recorded test split to check on, as model inputs
     (the preprocessing of training and ``predict``)."""
-    from defect_nas.evaluators.augment import resize_uint8
-    from defect_nas.evaluators.data import Split, load_dataset
-    from defect_nas.evaluators.preprocess import model_input
+    from defect_nas.data import Split, load_dataset
+    from defect_nas.data.preprocess import model_input, resize_uint8
 
     if not (run_dir / "config.json").is_file() or not (run_dir / "split.json").is_file():
         raise DefectNasError(f"{run_dir}: --format onnx-int8 needs a run folder (config.json and split.json: the "

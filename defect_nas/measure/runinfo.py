@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import os
@@ -14,10 +15,26 @@ from typing import Any
 import torch
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.latency import cpu_model
-from defect_nas.evaluators.runtime import gpu_info
+from defect_nas.measure.latency import cpu_model
 
 _PACKAGES = ("defect-nas", "torch", "torchvision", "optuna", "fvcore", "ptflops", "onnxruntime", "numpy", "pandas")
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Name, memory, CUDA and driver version of each visible GPU ([] without one), for environment.json."""
+    if not torch.cuda.is_available():
+        return []
+    driver = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        driver = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        gpus.append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
+                     "capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda, "driver": driver})
+    return gpus
 
 
 def git_commit() -> str | None:

@@ -16,16 +16,8 @@ import torch
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.evaluators.latency import (
-    INPUT_NAME,
-    Backend,
-    _check_shape,
-    _eval_cpu_copy,
-    _export,
-    _forward_checked,
-    _verify_onnx,
-    cpu_model,
-)
+from defect_nas.deploy.onnx import INPUT_NAME, check_shape, eval_cpu_copy, forward_checked, verify_onnx, write_onnx
+from defect_nas.measure.latency import Backend, cpu_model
 
 __all__ = ["StableLatency", "stable_latency"]
 
@@ -66,23 +58,23 @@ def stable_latency(
 
     if measurements < 2:
         raise DefectNasError(f"need at least 2 measurements to report a spread, got {measurements}")
-    shape = _check_shape(input_shape)
+    shape = check_shape(input_shape)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        m = _eval_cpu_copy(model, channels_last=False)
+        m = eval_cpu_copy(model, channels_last=False)
         x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
         if backend == "onnx":
             with tempfile.TemporaryDirectory(prefix="defect-nas-onnx-") as tmp:
                 path = Path(tmp) / "model.onnx"
-                _export(m, shape, path, None)
-                sess, _ = _verify_onnx(m, path, shape, 1e-4, 1e-3, threads=threads)
+                write_onnx(m, shape, path, None)
+                sess, _ = verify_onnx(m, path, shape, 1e-4, 1e-3, threads=threads)
             feed = {INPUT_NAME: x.numpy()}
 
             def run() -> object:
                 return sess.run(None, feed)
         elif backend == "eager":
-            _forward_checked(m, x)
+            forward_checked(m, x)
 
             def run() -> object:
                 with torch.no_grad():

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.data.registry import find_registered  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402

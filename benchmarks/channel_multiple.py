@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.errors import Infeasible  # noqa: E402

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from scipy.stats import kendalltau, spearmanr
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import run_jobs, upgrade_header  # noqa: E402
+from scipy.stats import kendalltau, spearmanr
 
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.files import append_csv_row, read_csv_rows  # noqa: E402

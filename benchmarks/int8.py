@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.deploy.model import load_model, run_images  # noqa: E402
 from defect_nas.deploy.onnx import export_onnx  # noqa: E402

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import run_jobs, upgrade_header  # noqa: E402
 
 from defect_nas.core.files import read_csv_rows  # noqa: E402

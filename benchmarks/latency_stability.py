@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.files import write_csv, write_json  # noqa: E402

@@ -1,7 +1,7 @@
 """Does defect-nas learn line-shaped data in 20 minutes, and better than the practitioner's route?
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_data.py \
-        [--sets strip panel kolektor] [--arms search prototype efficientnet-lite0] [--time-budget 20m] \
+        [--sets strip panel kolektor] [--arms search prototype efficientnet-lite0 search+teacher] [--time-budget 20m] \
         [--work DIR] [--kolektor-mirror GIT_DIR]
 
 Builds each line-like set with ``benchmarks/line_sets.py`` in a temporary folder (never committed;
@@ -17,6 +17,9 @@ wall time:
 - ``efficientnet-lite0``: ImageNet-initialised EfficientNet-Lite0 (weights from the installed package)
   fine-tuned whole through the product's teacher path (SGD, class-balanced batches on imbalanced
   data) at 224 px for the whole budget (one seed, every core): what a practitioner would try first.
+- ``search+teacher``: the search command with ``--teacher efficientnet-lite0 --teacher-input-size 224``:
+  the teacher is fine-tuned inside the same budget (at most 30% of it) and every candidate distils
+  from it (Kim et al.'s transfer, decided by measurement: compare with ``search``).
 
 Each row: balanced accuracy on the test split (percent), per-class recall, MACs, ONNX Runtime
 latency (batch 1, 1 thread, this CPU), wall time. Rows are appended to
@@ -36,29 +39,33 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.line_sets import KOLEKTOR_REPO, SHAPES, build, export_kolektor  # noqa: E402
+from line_sets import KOLEKTOR_REPO, SHAPES, build, export_kolektor  # noqa: E402
+
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
-ARMS = ("search", "prototype", "efficientnet-lite0")
+ARMS = ("search", "prototype", "efficientnet-lite0", "search+teacher")
 
 
 def parse_minutes(text: str) -> float:
     return float(text[:-1]) * 60 if text.endswith("m") else float(text)
 
 
-def run_search(data: Path, work: Path, budget_s: float) -> dict:
+TEACHER_FLAGS = ("--teacher", "efficientnet-lite0", "--teacher-input-size", "224")
+
+
+def run_search(data: Path, work: Path, budget_s: float, extra: tuple[str, ...] = ()) -> dict:
     runs = work / "runs"
     t = time.time()
     p = subprocess.run([sys.executable, "-m", "defect_nas", "search", "--budget-flops", "100e6", "--dataset", str(data),
-                        "--time-budget", f"{budget_s:g}", "--results", str(runs), "--json"],
+                        "--time-budget", f"{budget_s:g}", "--results", str(runs), "--json", *extra],
                        capture_output=True, text=True, cwd=ROOT)
     wall = time.time() - t
     run = runs / f"{data.name}-100m"
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    row = {"arm": "search", "exit_code": p.returncode, "wall_s": round(wall, 1), "run_dir": str(run),
+    row = {"arm": "search+teacher" if extra else "search", "flags": list(extra), "exit_code": p.returncode,
+           "wall_s": round(wall, 1), "run_dir": str(run),
            "stderr_tail": p.stderr.strip().splitlines()[-1:] if p.returncode else []}
     w = summary.get("winner")
     if not w:
@@ -86,7 +93,7 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
     from defect_nas.core.budget import fit
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.data import load_dataset, make_split
-    from defect_nas.nas.engine import SearchContext, train_candidate
+    from defect_nas.nas.context import SearchContext, train_candidate
     from defect_nas.search_spaces.base import get_space
 
     t = time.time()
@@ -135,7 +142,14 @@ def run_efficientnet(data: Path, work: Path, budget_s: float) -> dict:
             "recall": dict(zip(ds.class_names, m["per_class_accuracy"])), "recipe": "SGD 1e-3, whole net, 224 px"}
 
 
-RUNNERS = {"search": run_search, "prototype": run_prototype, "efficientnet-lite0": run_efficientnet}
+def run_search_teacher(data: Path, work: Path, budget_s: float) -> dict:
+    """The search distilling from EfficientNet-Lite0 fine-tuned inside the same budget (ImageNet init,
+    224 px, at most TEACHER_SHARE of the time): does Kim et al.'s transfer pay on this data?"""
+    return run_search(data, work, budget_s, TEACHER_FLAGS)
+
+
+RUNNERS = {"search": run_search, "prototype": run_prototype, "efficientnet-lite0": run_efficientnet,
+           "search+teacher": run_search_teacher}
 
 
 def main() -> None:

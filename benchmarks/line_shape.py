@@ -16,12 +16,11 @@ that keep their shape), and scored on the seed-0 split's test part. Rows go to
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.resumable import done_keys, read_runs, run_jobs  # noqa: E402
+from resumable import done_keys, read_runs, run_jobs  # noqa: E402
+
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402
 

@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resumable import read_runs, run_jobs  # noqa: E402
 
 from defect_nas.core.files import read_csv_rows, write_csv, write_json  # noqa: E402

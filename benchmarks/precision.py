@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def one(arch: str, precision: str, seed: int, epochs: int, patience: int | None, budget: float | None) -> dict:

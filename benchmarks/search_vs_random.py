@@ -15,14 +15,11 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
-import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def one(strategy: str, seed: int, args: dict, out: str) -> dict:
@@ -31,7 +28,7 @@ def one(strategy: str, seed: int, args: dict, out: str) -> dict:
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.evaluators.runtime import Runtime
     from defect_nas.nas.rows import best_trials, trial_rows
-    from defect_nas.nas.search import run_search
+    from defect_nas.nas.run import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     Runtime(threads=1).apply()

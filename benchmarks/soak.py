@@ -33,7 +33,6 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 CHEAP = ["--dataset", "neu", "--budget-flops", "5e6", "--proxy-input-size", "32", "--epochs", "2", "--min-epochs", "1",
          "--top-k", "1", "--final-seeds", "1", "--final-epochs", "1", "--final-input-size", "32", "--baselines", "none",
          "--teacher", "none", "--min-accuracy", "0", "--explore-share", "0.9", "--promote-share", "0.02", "--json"]

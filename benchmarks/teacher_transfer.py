@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.data import load_dataset, make_split  # noqa: E402
 from defect_nas.evaluators.runtime import Runtime  # noqa: E402
 from defect_nas.evaluators.teacher import TeacherConfig, ensure_teacher  # noqa: E402

@@ -21,8 +21,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from defect_nas.core.cost import cost  # noqa: E402

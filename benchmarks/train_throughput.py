@@ -44,7 +44,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from defect_nas.core.budget import Budget, fit  # noqa: E402
 from defect_nas.core.cost import cost  # noqa: E402
 from defect_nas.core.spec import ArchSpec  # noqa: E402

@@ -6,7 +6,7 @@ Layers, bottom up; each imports only the layers below it (the import-linter cont
   Pure Python: no torch, no training, no CLI.
 - ``search_spaces``: the blocks, the one builder (spec -> torch module) and the spaces that propose specs.
 - ``evaluators``: data, augmentation, training, teachers, distillation, metrics, latency.
-- ``nas``: the search itself: engine (optuna), final phase, storage, report, export.
+- ``nas``: the search itself: run, trial, workers (optuna), plan and phases, storage, report, winner.
 - ``cli``: the ``defect-nas`` command.
 """
 

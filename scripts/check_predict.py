@@ -18,7 +18,6 @@ from pathlib import Path
 def main() -> None:
     run = Path(sys.argv[1])
     split = json.loads((run / "split.json").read_text())
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from defect_nas.data.registry import DATASETS, find_registered
 
     name = json.loads((run / "config.json").read_text())["dataset"]

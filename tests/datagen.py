@@ -220,3 +220,18 @@ def learnable_dataset(classes: int = 3, per_class: int = 40, size: int = 32, see
         paths=[f"c{c}/{i}.png" for i, c in enumerate(labels)],
         content_ids=[pixel_hash(p) for p in pixels], layout="synthetic",
     )
+
+
+def check_split(split, dataset) -> None:
+    """The split invariants every split test asserts: parts disjoint, covering the data, and no group of
+    identical images straddling two parts."""
+    from defect_nas.data import sample_groups
+
+    where: dict[int, str] = {}
+    for p in ("train", "val", "test"):
+        for i in split.part(p).tolist():
+            assert i not in where, f"sample {dataset.paths[i]} is in both {where[i]} and {p}"
+            where[i] = p
+    assert len(where) == len(dataset), f"split covers {len(where)} of {len(dataset)} samples"
+    for g in sample_groups(dataset):
+        assert len({where[i] for i in g}) == 1, f"identical samples {dataset.paths[g[0]]} and others straddle parts"

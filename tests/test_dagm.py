@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datagen import make_dagm
+from datagen import check_split, make_dagm
 
 from defect_nas.core.errors import DataError
 from defect_nas.data import (
-    check_split,
     dagm_image_labels,
     dagm_image_predictions,
     dagm_patch_origins,
-    dagm_test_patches,
     dagm_train_origin,
     dagm_vote,
     load_dagm,
@@ -54,11 +52,6 @@ def test_nine_overlapping_patches_cover_512():
     for y, x in origins:
         covered[y : y + 224, x : x + 224] = True
     assert covered.all()
-    image = torch.arange(512 * 512, dtype=torch.int64).reshape(1, 512, 512) % 251
-    patches = dagm_test_patches(image.to(torch.uint8))
-    assert tuple(patches.shape) == (9, 1, 224, 224)
-    assert torch.equal(patches[5, 0], image[0, 144:368, 288:512].to(torch.uint8))
-    assert tuple(dagm_test_patches(torch.zeros(300, 400, dtype=torch.uint8)).shape) == (9, 1, 224, 224)
 
 
 def test_train_patch_contains_the_defect():

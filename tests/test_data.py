@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datagen import make_dagm, make_neu, save, texture
+from datagen import check_split, make_dagm, make_neu, save, texture
 from PIL import Image
 
 from defect_nas.core.errors import DataError, DefectNasError
 from defect_nas.data import (
     NEU_CLASSES,
     Dataset,
-    check_split,
-    kfold_splits,
     list_datasets,
     load_dataset,
     make_split,
@@ -394,5 +392,3 @@ def test_real_neu_duplicate_pair_never_straddles(real_neu):
         assert split.sizes() == {"train": 1200, "val": 240, "test": 360}
         parts = [p for p in ("train", "val", "test") if a in split.part(p).tolist()]
         assert parts and b in split.part(parts[0]).tolist()
-    for split in kfold_splits(ds, 5, seed=1):
-        check_split(split, ds)

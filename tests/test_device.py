@@ -18,7 +18,7 @@ from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
 from defect_nas.data import make_split
 from defect_nas.evaluators.runtime import Runtime, resolve_device
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, predict_logits, train
-from defect_nas.nas import engine
+from defect_nas.nas import trial
 from defect_nas.search_spaces.build import build
 
 GPU = torch.cuda.is_available()
@@ -72,7 +72,7 @@ def test_a_cuda_out_of_memory_fails_that_trial_and_the_search_goes_on(tmp_path, 
         return build(spec), {"val_accuracy": 80.0, "test_accuracy": 80.0, "epochs_run": epochs,
                              "train_seconds": 0.0, "input_size": input_size or spec.input_size}
 
-    monkeypatch.setattr(engine, "train_candidate", train_candidate)
+    monkeypatch.setattr(trial, "train_candidate", train_candidate)
     study = run_study(tmp_path, f"sqlite:///{tmp_path / 'study.db'}", 4)
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.FAIL) == 1
@@ -125,7 +125,7 @@ def test_cpu_and_gpu_predictions_agree_on_the_same_weights():
 def test_a_search_with_two_trials_in_flight_on_the_gpu(tmp_path):
     from defect_nas.core.search_config import SearchConfig
     from defect_nas.data import load_dataset
-    from defect_nas.nas.search import run_search
+    from defect_nas.nas.run import run_search
 
     try:
         load_dataset("neu")

@@ -314,15 +314,15 @@ def test_a_trial_cut_before_its_worker_tagged_it_is_failed_and_queued_again(part
     """Ctrl-C can land between optuna creating a worker's trial (RUNNING) and the worker naming its
     process on it; that trial must not stay RUNNING (CI once saw it). Deterministic: exploration is
     replaced by one that creates such a trial and is interrupted."""
-    from defect_nas.nas import search
+    from defect_nas.nas import run
 
     def cut_explore(study, *args, **kwargs):
         study.ask()  # RUNNING, no "worker" attribute yet
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(search, "explore", cut_explore)
+    monkeypatch.setattr(run, "explore", cut_explore)
     config = SearchConfig(dataset=str(parts), budget_flops=2e6, proxy_input_size=32, trials=2, min_accuracy=0)
-    summary = search.run_search(config, tmp_path / "run", log=lambda m: None)
+    summary = run.run_search(config, tmp_path / "run", log=lambda m: None)
     study = optuna.load_study(study_name="run", storage=open_storage(f"sqlite:///{tmp_path / 'run' / 'study.db'}"))
     states = [t.state for t in study.trials]
     assert summary["interrupted"] is True and optuna.trial.TrialState.RUNNING not in states
@@ -377,11 +377,11 @@ def test_sigterm_while_train_or_teacher_works_is_one_line_exit_143_and_nothing_w
 def test_sigterm_to_a_worker_fails_its_running_trial_and_exits_143(parts, tmp_path, monkeypatch, capsys):
     """`defect-nas worker` on another machine, stopped by its supervisor mid-trial: the trial is
     failed (not left RUNNING for ever), one line, exit 143."""
-    from defect_nas.nas import engine
+    from defect_nas.nas import workers
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     config = SearchConfig(dataset=str(parts), budget_flops=2e6, proxy_input_size=32, trials=2, min_accuracy=0)
-    engine.create_or_load_study(config, open_storage(url), "shared")
+    workers.create_or_load_study(config, open_storage(url), "shared")
 
     class Stopped:
         def __init__(self, ctx):
@@ -390,7 +390,7 @@ def test_sigterm_to_a_worker_fails_its_running_trial_and_exits_143(parts, tmp_pa
         def __call__(self, trial):
             _terminate_self()
 
-    monkeypatch.setattr(engine, "Objective", Stopped)
+    monkeypatch.setattr(workers, "Objective", Stopped)
     assert main(["worker", "--study", "shared", "--storage", url, "--threads", "1", "--results",
                  str(tmp_path / "r")]) == 143
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("defect-nas: interrupted by SIGTERM")

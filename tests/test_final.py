@@ -12,7 +12,8 @@ from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
 from defect_nas.data import make_split
 from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
-from defect_nas.nas.final import TimePlan, choose_winner, promotion_candidates, reserve_seconds
+from defect_nas.nas.phases import choose_winner, promotion_candidates
+from defect_nas.nas.plan import TimePlan, reserve_seconds
 from defect_nas.search_spaces.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def test_a_phase_after_exploration_is_shown_epoch_by_epoch_and_leaves_no_progres
     from rich.console import Console
 
     from defect_nas.cli.progress import jobs_table
-    from defect_nas.nas.final import PROGRESS, _progress_file, progress_path, wait_watched
+    from defect_nas.nas.phases import PROGRESS, _progress_file, progress_path, wait_watched
 
     def job(tag: str) -> None:
         write = _progress_file(progress_path(tmp_path, tag), tag)
@@ -188,7 +189,7 @@ def test_images_of_varying_non_square_sizes_reach_a_retrained_winner_at_full_res
 def test_fewer_final_seeds_train_when_the_time_left_cannot_bring_each_to_convergence():
     """A line set once gave each of 3 seeds 9 epochs at 300 px: now fewer seeds train longer, and
     the run says what all of them would have needed."""
-    from defect_nas.nas.final import MIN_FINAL_EPOCHS, seeds_that_fit
+    from defect_nas.nas.plan import MIN_FINAL_EPOCHS, seeds_that_fit
 
     assert MIN_FINAL_EPOCHS == 40
     assert seeds_that_fit(3, pace=100.0, train_images=1000, seconds=1200) == (3, 40.0)  # enough for all three

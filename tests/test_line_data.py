@@ -18,7 +18,7 @@ from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
 from defect_nas.data import load_dataset, make_split
 from defect_nas.evaluators.scoring import train_data
 from defect_nas.evaluators.trainer import TrainConfig, train
-from defect_nas.nas.engine import SearchContext, train_config
+from defect_nas.nas.context import SearchContext, train_config
 from defect_nas.nas.recipe import Recipe, learned
 from defect_nas.search_spaces.build import build
 

@@ -4,6 +4,7 @@ import pytest
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.registry import Registry
+from defect_nas.core.utility import OBJECTIVES
 from defect_nas.data import DATASETS
 from defect_nas.evaluators.teacher import TEACHERS, teacher_choices
 from defect_nas.nas.baselines import BASELINES, baseline_choices
@@ -27,7 +28,7 @@ def test_a_name_registered_twice_is_a_programming_error():
         reg.add("a", 2)
 
 
-@pytest.mark.parametrize("registry", [SPACES, STRATEGIES, PRUNERS, TEACHERS, BASELINES, DATASETS],
+@pytest.mark.parametrize("registry", [SPACES, STRATEGIES, PRUNERS, TEACHERS, BASELINES, DATASETS, OBJECTIVES],
                          ids=lambda r: r.axis)
 def test_every_axis_names_its_choices_and_the_flag_in_one_line(registry):
     assert registry.names()
@@ -43,6 +44,7 @@ def test_the_cli_offers_exactly_the_registered_choices():
     search = build_parser()._subparsers._group_actions[0].choices["search"]
     choices = {a.dest: tuple(a.choices) for a in search._actions if a.choices}
     assert choices["strategy"] == STRATEGIES.names() and choices["pruner"] == PRUNERS.names()
+    assert choices["objective"] == OBJECTIVES.names()
     assert choices["teacher"] == teacher_choices() == (*TEACHERS.names(), "none")
     help_text = search.format_help()
     assert all(b in help_text for b in baseline_choices())

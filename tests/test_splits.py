@@ -1,4 +1,4 @@
-"""Splits: defaults, determinism, stratification, duplicate grouping, k-fold, JSON round trip."""
+"""Splits: defaults, determinism, stratification, duplicate grouping, JSON round trip."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from datagen import synthetic_dataset
+from datagen import check_split, synthetic_dataset
 
 from defect_nas.core.errors import DataError
-from defect_nas.data import Split, check_split, kfold_splits, make_split
+from defect_nas.data import Split, make_split
 
 NEU_LIKE = [300] * 6
 
@@ -91,22 +91,6 @@ def test_to_json_and_back():
         split.to_json(other)
 
 
-def test_kfold_partitions_and_stratifies():
-    ds = synthetic_dataset([23, 17, 30], duplicates=[(0, 5)])
-    folds = kfold_splits(ds, 5, seed=2)
-    assert len(folds) == 5
-    tests = [set(f.test.tolist()) for f in folds]
-    assert set().union(*tests) == set(range(len(ds)))
-    assert sum(len(t) for t in tests) == len(ds)
-    for f in folds:
-        check_split(f, ds)
-        counts = _per_class(ds, f.test)
-        assert 4 <= counts[0] <= 5 and 3 <= counts[1] <= 4 and counts[2] == 6
-        assert len(f.val) > 0
-    again = kfold_splits(ds, 5, seed=2)
-    assert all(torch.equal(x.test, y.test) for x, y in zip(folds, again))
-
-
 def test_official_subsets_and_groups():
     # 4 images x 3 samples each (e.g. patches); images 0,1 official train, 2,3 official test, per class
     counts = [12, 12]
@@ -127,7 +111,5 @@ def test_bad_parameters_are_data_errors():
         make_split(ds, test=1.5)
     with pytest.raises(DataError, match="keep some for training"):
         make_split(ds, test=4, val=1)
-    with pytest.raises(DataError, match="too few for 6 folds"):
-        kfold_splits(ds, 6)
     with pytest.raises(DataError, match="at least 3"):
         make_split(synthetic_dataset([2, 5]))

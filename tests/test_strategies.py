@@ -19,7 +19,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.data import make_split
-from defect_nas.nas import engine
+from defect_nas.nas import context, trial, workers
 from defect_nas.nas.rows import trial_rows
 from defect_nas.nas.storage import open_storage
 from defect_nas.nas.strategies import PRUNERS, STRATEGIES
@@ -59,20 +59,20 @@ def stub_trainer(monkeypatch):
                    "input_size": input_size or spec.input_size}
         return build(spec), summary
 
-    monkeypatch.setattr(engine, "train_candidate", train_candidate)
+    monkeypatch.setattr(trial, "train_candidate", train_candidate)
     return calls
 
 
 def run_study(tmp_path, url: str, n_trials: int, **config) -> optuna.Study:
     cfg = SearchConfig(dataset="stripes", budget_flops=BUDGET, trials=n_trials, epochs=6, min_epochs=1,
                        min_accuracy=0.0, **config)
-    engine.check_choices(cfg)
+    context.check_choices(cfg)
     dataset = learnable_dataset(classes=3, per_class=12, size=32)
-    ctx = engine.SearchContext(cfg, dataset, make_split(dataset, seed=0), None, tmp_path)
+    ctx = context.SearchContext(cfg, dataset, make_split(dataset, seed=0), None, tmp_path)
     name = f"t-{uuid.uuid4().hex[:12]}"  # a fresh study, also on a shared PostgreSQL server
-    study = engine.create_or_load_study(cfg, open_storage(url), name)
-    engine.enqueue_prototypes(study, cfg, ctx.task)
-    engine.run_worker(ctx, study, n_trials, deadline=None)
+    study = workers.create_or_load_study(cfg, open_storage(url), name)
+    workers.enqueue_prototypes(study, cfg, ctx.task)
+    workers.run_worker(ctx, study, n_trials, deadline=None)
     return study
 
 
@@ -129,7 +129,7 @@ def test_nsga2_never_prunes_whatever_pruner_is_asked_for(stub_trainer, tmp_path)
                                                ("baselines", ("vgg19",), "--baselines")])
 def test_an_unknown_choice_is_one_line_naming_the_registered_ones(field, value, flag):
     with pytest.raises(DefectNasError) as err:
-        engine.check_choices(SearchConfig(**{field: value}))
+        context.check_choices(SearchConfig(**{field: value}))
     msg = str(err.value)
     assert "\n" not in msg and repr(value if isinstance(value, str) else value[0]) in msg and flag in msg
 
@@ -138,11 +138,11 @@ def test_an_unknown_choice_is_one_line_naming_the_registered_ones(field, value, 
 def test_an_architecture_already_trained_is_reused_not_retrained(tmp_path, stub_trainer):
     cfg = SearchConfig(dataset="stripes", budget_flops=BUDGET, trials=3, epochs=6, min_epochs=1, min_accuracy=0.0)
     dataset = learnable_dataset(classes=3, per_class=12, size=32)
-    ctx = engine.SearchContext(cfg, dataset, make_split(dataset, seed=0), None, tmp_path)
-    study = engine.create_or_load_study(cfg, open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "dup")
+    ctx = context.SearchContext(cfg, dataset, make_split(dataset, seed=0), None, tmp_path)
+    study = workers.create_or_load_study(cfg, open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "dup")
     for _ in range(3):  # the same prototype three times: one fitted architecture
         study.enqueue_trial({}, user_attrs={"prototype": "residual/resnet-proto"})
-    engine.run_worker(ctx, study, 3, deadline=None)
+    workers.run_worker(ctx, study, 3, deadline=None)
     assert len(stub_trainer) == 1  # trained once
     rows = trial_rows(study)
     assert [r["reused_from"] for r in rows] == [None, 0, 0]

@@ -150,7 +150,7 @@ def test_a_search_drops_a_teacher_at_chance_with_a_warning(tmp_path, monkeypatch
     from PIL import Image
 
     from defect_nas.core.search_config import SearchConfig
-    from defect_nas.nas import engine
+    from defect_nas.nas import context
 
     ds = learnable_dataset(classes=3, per_class=6, size=32)
     root = tmp_path / "parts"
@@ -158,11 +158,11 @@ def test_a_search_drops_a_teacher_at_chance_with_a_warning(tmp_path, monkeypatch
         (root / ds.class_names[int(label)]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0].numpy()).save(root / ds.class_names[int(label)] / f"{i}.png")
     monkeypatch.setenv("DEFECT_NAS_CACHE", str(tmp_path / "cache"))
-    real = engine.ensure_teacher
-    monkeypatch.setattr(engine, "ensure_teacher", lambda *a, **k: replace(real(*a, **k), val_accuracy=0.0))
+    real = context.ensure_teacher
+    monkeypatch.setattr(context, "ensure_teacher", lambda *a, **k: replace(real(*a, **k), val_accuracy=0.0))
     config = SearchConfig(dataset=str(root), teacher="vgg16", teacher_init="scratch", teacher_epochs=1,
                           teacher_input_size=32)
     messages = []
-    ctx = engine.load_context(config, tmp_path / "run", log=messages.append)
+    ctx = context.load_context(config, tmp_path / "run", log=messages.append)
     assert ctx.teacher is None and ctx.config.kd != "none"  # asked for, and dropped
     assert ctx.teacher_note in messages and "no better than chance" in ctx.teacher_note

@@ -12,7 +12,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.netscore import netscore
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.utility import OBJECTIVES, utility
-from defect_nas.nas.final import choose_winner
+from defect_nas.nas.phases import choose_winner
 from defect_nas.nas.strategies import metric_names
 
 

@@ -13,6 +13,7 @@ from defect_nas.cli.numbers import int_in, non_negative_int, threads_int
 from defect_nas.cli.output import console, millions, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder, write_text_atomic
+from defect_nas.core.runfolder import RunFolder
 
 MAX_BATCH = 1024  # throughput saturates long before; 10^8 asked for a 409 GB allocation
 
@@ -53,15 +54,15 @@ def cmd_export(args: argparse.Namespace) -> None:
     from defect_nas.search_spaces.build import build
 
     run_dir = Path(args.run)
-    if (run_dir / "arch.json").is_file() and not (run_dir / "config.json").is_file():
+    if (run_dir / "arch.json").is_file() and not RunFolder(run_dir).config.is_file():
         raise DefectNasError(f"{run_dir} is a model folder; export takes the run folder that holds it "
                              f"(e.g. {run_dir.parent})")
     formats = tuple(args.format or ("safetensors", "onnx"))
     if args.trial is None:
-        model, spec, labels = load_model(run_dir / "winner")
+        model, spec, labels = load_model(RunFolder(run_dir).winner)
         out = Path(args.out or run_dir / "export-winner")
     else:
-        weights = run_dir / "trials" / f"{args.trial}.safetensors"
+        weights = RunFolder(run_dir).trial_weights(args.trial)
         if not weights.is_file():
             raise DefectNasError(f"{weights}: trial {args.trial} has no saved weights (pruned, failed or unknown)")
         from safetensors import safe_open
@@ -73,7 +74,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         spec = spec.at_size(size)
         model = build(spec)
         model.load_state_dict(load_file(weights))
-        split = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").is_file() else {}
+        split = json.loads(RunFolder(run_dir).split.read_text()) if RunFolder(run_dir).split.is_file() else {}
         labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
     writable_folder(out, "--out")
@@ -102,16 +103,12 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from defect_nas.data.preprocess import model_input, read_for_model
-    from defect_nas.deploy.model import deployed_model
+    from defect_nas.deploy.predictor import Predictor
 
-    probabilities, spec, labels, ran = deployed_model(args.model)
-    results = []
-    for path in args.images:
-        prob = probabilities(model_input(read_for_model(path, spec.in_channels, spec.input_size)))[0]
-        k = int(prob.argmax())
-        results.append({"path": path, "label": labels[k], "probability": float(prob[k]),
-                        "runtime": ran["runtime"], "precision": ran["precision"]})
+    predictor = Predictor(args.model)
+    ran = predictor.ran
+    results = [{"path": p.path, "label": p.label, "probability": p.probability, "runtime": ran["runtime"],
+                "precision": ran["precision"]} for p in predictor.predict(args.images)]
     if args.json:
         print_json(results)
         return

@@ -10,13 +10,13 @@ what the deployed model saw.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from defect_nas.cli.numbers import int_in
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder, write_csv, write_json, write_text_atomic
+from defect_nas.core.runfolder import RunFolder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,21 +36,19 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.images:
         _explain_files(target, args)
         return
-    if not (target / "split.json").is_file() or not (target / "winner").is_dir():
+    if not RunFolder(target).has_split() or not RunFolder(target).winner.is_dir():
         raise DefectNasError(f"{target}: give IMAGE... to explain, or a run folder (with split.json and winner/) "
                              "to explain its test split")
     _explain_test_split(target, args)
 
 
 def _load(model_dir: Path, files: list[str]):
-    import torch
+    from defect_nas.data.preprocess import model_input
+    from defect_nas.deploy.predictor import Predictor
 
-    from defect_nas.data.preprocess import model_input, read_for_model
-    from defect_nas.deploy.model import load_model
-
-    model, spec, labels = load_model(model_dir)
-    x = torch.cat([read_for_model(f, spec.in_channels, spec.input_size) for f in files])
-    return model, labels, x, model_input(x)
+    predictor = Predictor(model_dir)
+    x = predictor.read(files)
+    return predictor.model, predictor.labels, x, model_input(x)
 
 
 def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
@@ -73,21 +71,14 @@ def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:
 
 
 def _explain_test_split(run: Path, args: argparse.Namespace) -> None:
-    import torch
-
-    from defect_nas.data import Split, load_dataset
-    from defect_nas.data.preprocess import model_input, resize_uint8
+    from defect_nas.data.preprocess import model_input, recorded_test
     from defect_nas.deploy.model import load_model
     from defect_nas.inspection.explain import area_under, attribute, deletion_curves, overlay
 
-    dataset = load_dataset(json.loads((run / "config.json").read_text())["dataset"])
-    split = Split.from_json(json.loads((run / "split.json").read_text()), dataset)  # the recorded test part
-    model, spec, labels = load_model(run / "winner")
-    test = split.test.tolist()
-    files = [dataset.paths[i] for i in test]
-    x8 = resize_uint8(dataset.images[test], spec.input_size)  # the test pixels as training scored them
+    model, spec, labels = load_model(RunFolder(run).winner)
+    rec = recorded_test(run, spec.input_size, labels)  # the test pixels as training scored them
+    files, x8, truth = rec.files, rec.x8, rec.truth
     x = model_input(x8)
-    truth = torch.tensor([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in test])
     maps, probs = attribute(model, x, args.method)
     pred = probs.argmax(1)
     curves = deletion_curves(model, x, pred, maps, steps=args.steps)

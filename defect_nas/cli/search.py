@@ -20,6 +20,7 @@ from defect_nas.core.budget import CHANNEL_MULTIPLE
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.interrupts import stop_status, stopped_by
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import BOUNDS, IMBALANCE_CHOICES, SearchConfig, flag
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
@@ -187,7 +188,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         config = with_config_file(config, args)
     if config.trials is None and config.time_budget_s is None:
         raise DefectNasError("give --trials N or --time-budget 60m (or both) so the search knows when to stop")
-    from defect_nas.nas.engine import check_choices
+    from defect_nas.nas.context import check_choices
 
     check_choices(config)  # an unknown space, teacher or baseline: one line, before anything is written
     return config
@@ -254,7 +255,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     started = time.time()  # the time budget counts from here
     import optuna
 
-    from defect_nas.nas.search import run_search, summary_json
+    from defect_nas.nas.run import run_search, summary_json
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from(args)
@@ -263,8 +264,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     run_dir = run_folder(args, config)
     workers = capped_workers(args.workers)
     check_outside_dataset(run_dir, config.dataset)
-    if (run_dir / "config.json").is_file():  # whatever the storage: another study must not overwrite this run
-        stored = json.loads((run_dir / "config.json").read_text())
+    if RunFolder(run_dir).config.is_file():  # whatever the storage: another study must not overwrite this run
+        stored = json.loads(RunFolder(run_dir).config.read_text())
         config = config.resuming(stored)
         if config.differences(stored):
             raise DefectNasError(f"{run_dir} holds a search with other settings: "
@@ -317,8 +318,9 @@ def exit_status(summary: dict, run_dir: Path) -> int:
 def cmd_worker(args: argparse.Namespace) -> None:
     import optuna
 
-    from defect_nas.nas.engine import create_or_load_study, load_context, run_worker
+    from defect_nas.nas.context import load_context
     from defect_nas.nas.storage import open_storage
+    from defect_nas.nas.workers import create_or_load_study, run_worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = Runtime(device=args.device, threads=args.threads).for_worker(os.getpid()).apply()
@@ -345,19 +347,19 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from defect_nas.nas.report import write_report
     from defect_nas.nas.rows import load_summary, read_trials_csv
-    from defect_nas.nas.search import write_tables
+    from defect_nas.nas.run import write_tables
     from defect_nas.nas.storage import open_storage, sqlite_url
 
     run_dir = Path(args.run)
-    if not (run_dir / "config.json").is_file():
+    if not RunFolder(run_dir).config.is_file():
         raise DefectNasError(f"{run_dir}: not a search run folder (no config.json)")
-    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg = json.loads(RunFolder(run_dir).config.read_text())
     url = cfg.get("storage") if cfg.get("storage", "").startswith("postgresql") else sqlite_url(run_dir)
-    if url.startswith("sqlite") and not (run_dir / "study.db").is_file():
+    if url.startswith("sqlite") and not RunFolder(run_dir).study_db.is_file():
         # a copied or committed run folder: the study is not there, its tables are
-        if not (run_dir / "trials.csv").is_file():
+        if not RunFolder(run_dir).trials_csv.is_file():
             raise DefectNasError(f"{run_dir}: neither study.db nor trials.csv to rebuild the report from")
-        rows, source = read_trials_csv(run_dir / "trials.csv"), "trials.csv"
+        rows, source = read_trials_csv(RunFolder(run_dir).trials_csv), "trials.csv"
     else:
         import optuna
 
@@ -365,5 +367,5 @@ def cmd_report(args: argparse.Namespace) -> None:
         rows, source = write_tables(study, run_dir, keep_curves=True), "the study"
     summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
     writable_folder(run_dir, "run folder")
-    write_report(run_dir / "report.html", summary, rows)
-    console.print(f"rebuilt {run_dir / 'report.html'} from {len(rows)} trials ({source})")
+    write_report(RunFolder(run_dir).report, summary, rows)
+    console.print(f"rebuilt {RunFolder(run_dir).report} from {len(rows)} trials ({source})")

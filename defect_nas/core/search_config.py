@@ -88,7 +88,7 @@ class SearchConfig:
     time_budget_s: float | None = None
     # A time budget covers the whole run. After set-up (data, teacher) the rest R, less a reserve for
     # export and report, goes: explore_share x R to the proxy search, promote_share x R to the
-    # full-resolution rung of the top-k, the remainder to the winner's seeds (see defect_nas/nas/final.py).
+    # full-resolution rung of the top-k, the remainder to the winner's seeds (see defect_nas/nas/plan.py).
     explore_share: float = 0.4
     promote_share: float = 0.15
     epochs: int = 12  # rung 1: epochs of a search trial at the proxy size (pruned earlier when weak)

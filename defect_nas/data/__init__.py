@@ -11,7 +11,6 @@ from .dagm import (
     dagm_image_labels,
     dagm_image_predictions,
     dagm_patch_origins,
-    dagm_test_patches,
     dagm_train_origin,
     dagm_vote,
     load_dagm,
@@ -21,7 +20,7 @@ from .folder import is_negative_name
 from .importer import import_neu
 from .layouts import NEU_CLASSES, neu_class, neu_class_from_stem
 from .registry import DATA_ENV, DATASETS, dataset_folder, list_datasets, load_dataset, resolve_data_root, scan_path
-from .splits import Split, check_split, kfold_splits, make_split, sample_groups
+from .splits import Split, make_split, sample_groups
 
 __all__ = [
     "DATA_ENV",
@@ -29,18 +28,15 @@ __all__ = [
     "NEU_CLASSES",
     "Dataset",
     "Split",
-    "check_split",
     "compute_fingerprint",
     "dagm_image_labels",
     "dagm_image_predictions",
     "dagm_patch_origins",
-    "dagm_test_patches",
     "dagm_train_origin",
     "dagm_vote",
     "dataset_folder",
     "import_neu",
     "is_negative_name",
-    "kfold_splits",
     "list_datasets",
     "load_dagm",
     "load_dataset",

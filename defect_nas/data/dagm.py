@@ -155,15 +155,6 @@ def dagm_patch_origins(
     return [(y, x) for y in axis(height) for x in axis(width)]
 
 
-def dagm_test_patches(image, patch: int = DAGM_PATCH, grid: int = DAGM_GRID) -> torch.Tensor:
-    """The 9 (grid x grid) test patches of one image [C, H, W] or [H, W] -> [9, C, patch, patch]."""
-    img = torch.as_tensor(image)
-    if img.ndim == 2:
-        img = img.unsqueeze(0)
-    origins = dagm_patch_origins(img.shape[-2], img.shape[-1], patch, grid)
-    return torch.stack([img[:, y : y + patch, x : x + patch] for y, x in origins])
-
-
 def _axis_start(lo: int, hi: int, anchor: int, n: int, patch: int, rng: np.random.Generator) -> int:
     """Start on one axis: random among starts covering [lo, hi]; centred on anchor if it cannot fit."""
     if hi - lo + 1 <= patch:

@@ -8,7 +8,6 @@ A model folder holds ``arch.json`` (the ArchSpec), ``weights.safetensors``, ``la
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_text_atomic
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.spec import ArchSpec, load_spec
 from defect_nas.deploy.onnx import export_onnx
 from defect_nas.search_spaces.build import build
@@ -71,32 +71,6 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str
             f"{folder / 'weights.safetensors'}: does not fit arch.json ({e.__class__.__name__})"
         ) from None
     return model.eval(), spec, names
-
-
-def deployed_model(folder: str | Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], ArchSpec,
-                                                  tuple[str, ...], dict[str, str]]:
-    """What ``predict`` runs: the int8 ONNX model when the folder was exported with ``--format
-    onnx-int8`` (that export is what gets deployed; predict used to run the fp32 weights beside it),
-    else the fp32 weights in PyTorch. Returns a function from model inputs to class probabilities,
-    the spec, the class names and which runtime and precision ran."""
-    model, spec, names = load_model(folder)  # also checks the folder whole
-    int8 = Path(folder) / "model.int8.onnx"
-    if int8.is_file():
-        from defect_nas.deploy.onnx import INPUT_NAME, ort_session
-
-        session = ort_session(int8)
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            logits = session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-            return torch.softmax(torch.from_numpy(logits), 1)
-
-        return run, spec, names, {"runtime": "onnxruntime", "precision": "int8", "file": int8.name}
-
-    def run_torch(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.softmax(model(x), 1)
-
-    return run_torch, spec, names, {"runtime": "pytorch", "precision": "fp32", "file": "weights.safetensors"}
 
 
 def _labels(path: Path, classes: int) -> tuple[str, ...]:
@@ -159,17 +133,15 @@ def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:
         "## How to use it",
         "",
         f"Input: float32 `[N, {spec.in_channels}, {spec.input_size}, {spec.input_size}]`, pixel values / 255 "
-        "(grayscale as one channel; 16-bit images reduced to their high byte; other sizes scaled to cover and "
-        "center-cropped, as in training). Output: one logit per class in `labels.json` order, computed in fp32 "
-        "(the recorded metrics were scored in fp32 too).",
+        "(grayscale as one channel; 16-bit images reduced to their high byte; other sizes scaled axis by axis "
+        "to the input, nothing cropped, as in training). Output: one logit per class in `labels.json` order, "
+        "computed in fp32 (the recorded metrics were scored in fp32 too).",
         "",
         "```python",
-        "from defect_nas.data.preprocess import model_input, read_for_model",
-        "from defect_nas.deploy.model import load_model        # defect-nas installed; no pickle involved",
-        "model, spec, labels = load_model('winner')",
-        "x = read_for_model('IMAGE.png', spec.in_channels, spec.input_size)  # decoded and sized as in training",
-        "probs = model(model_input(x)).softmax(1)[0].detach()  # what `defect-nas predict` reports",
-        "print(labels[int(probs.argmax())], float(probs.max()))",
+        "from defect_nas.deploy.predictor import Predictor  # defect-nas installed; no pickle involved",
+        "predictor = Predictor('winner')  # what `defect-nas predict` runs",
+        "for p in predictor.predict(['IMAGE.png']):  # decoded and sized as in training",
+        "    print(p.label, p.probability)",
         "```",
         "",
         "```python",
@@ -192,19 +164,12 @@ def run_images(run_dir: Path, spec: ArchSpec, labels: tuple[str, ...],
                calibration: int = CALIBRATION_IMAGES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The run's training images to calibrate on and its recorded test split to check on, as model inputs
     (the preprocessing of training and ``predict``)."""
-    from defect_nas.data import Split, load_dataset
-    from defect_nas.data.preprocess import model_input, resize_uint8
+    from defect_nas.data.preprocess import model_input, recorded_test, resize_uint8
 
-    if not (run_dir / "config.json").is_file() or not (run_dir / "split.json").is_file():
+    if not RunFolder(run_dir).has_split():
         raise DefectNasError(f"{run_dir}: --format onnx-int8 needs a run folder (config.json and split.json: the "
                              "training images to calibrate on and the test split to check on)")
-    dataset = load_dataset(json.loads((run_dir / "config.json").read_text())["dataset"])
-    split = Split.from_json(json.loads((run_dir / "split.json").read_text()), dataset)
-
-    def inputs(idx) -> np.ndarray:
-        return model_input(resize_uint8(dataset.images[idx], spec.input_size)).numpy()
-
-    test = split.test.tolist()
-    y = np.array([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in test])
-    train = np.random.default_rng(0).permutation(np.asarray(split.train))[:calibration]  # every class
-    return inputs(train.tolist()), inputs(test), y
+    rec = recorded_test(run_dir, spec.input_size, labels)
+    train = np.random.default_rng(0).permutation(np.asarray(rec.split.train))[:calibration]  # every class
+    x_cal = model_input(resize_uint8(rec.dataset.images[train.tolist()], spec.input_size)).numpy()
+    return x_cal, model_input(rec.x8).numpy(), rec.truth.numpy()

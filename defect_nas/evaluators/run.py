@@ -16,6 +16,7 @@ from defect_nas.core.cost import cost
 from defect_nas.core.files import write_csv, write_json, write_text_atomic
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.spec import ArchSpec
 from defect_nas.data import Dataset, Split
 from defect_nas.evaluators.runtime import Runtime
@@ -89,9 +90,10 @@ def write_run(
 ) -> Path:
     """results/<time>-<label>/: config, environment, split, arch, metrics, history, weights."""
     run = new_run_dir(results, label)
-    write_json(run / "config.json", config)
-    write_json(run / "environment.json", environment(seed))
-    write_json(run / "split.json", split.to_json(dataset))
+    folder = RunFolder(run)
+    write_json(folder.config, config)
+    write_json(folder.environment, environment(seed))
+    write_json(folder.split, split.to_json(dataset))
     write_text_atomic(run / "arch.json", result.spec.to_json() + "\n")
     summary = {k: v for k, v in result.summary.items() if k != "history"}
     write_json(run / "metrics.json", summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -344,5 +345,4 @@ def _validate(model: nn.Module, x_val: torch.Tensor, data: TrainData) -> tuple[M
 def _typical_epoch_seconds(durations: list[float]) -> float:
     """The median of the last (up to) five epoch durations: robust to the first epoch's one-off
     kernel set-up, and following the machine's current pace."""
-    recent = sorted(durations[-5:])
-    return max(1e-3, recent[(len(recent) - 1) // 2])
+    return max(1e-3, statistics.median_low(durations[-5:]))

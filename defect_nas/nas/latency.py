@@ -22,6 +22,7 @@ import optuna
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_json
 from defect_nas.core.pareto import pareto_front
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.spec import ArchSpec
 from defect_nas.measure.latency import cpu_model
 from defect_nas.measure.peak import peak_gflops
@@ -45,7 +46,7 @@ def compared_designs(rows: list[TrialRow], entrants: list[TrialRow]) -> list[Tri
 
 
 def read_cache(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "latency.json"
+    path = RunFolder(run_dir).latency_cache
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -64,7 +65,7 @@ def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[Tr
     if todo and stale and (until is None or time.time() < until):
         cache[PEAK] = {"gflops": round(peak_gflops("fp32", threads, min_run_time=0.5), 1), "threads": threads,
                        "cpu_model": cpu, "what": "1024^3 fp32 GEMM, ONNX Runtime"}  # what designs are set against
-        write_json(run_dir / "latency.json", cache)
+        write_json(RunFolder(run_dir).latency_cache, cache)
     for i, r in enumerate(todo):
         if until is not None and time.time() > until:
             log(f"{len(todo) - i} design(s) left untimed: their share of --time-budget is spent")
@@ -77,7 +78,7 @@ def measure_designs(study: optuna.Study, rows: list[TrialRow], entrants: list[Tr
             log(f"trial {r['number']} not timed: {str(e).splitlines()[0][:160]}")
             continue
         cache[r["spec_digest"]] = {**measured.to_dict(), "trial": r["number"]}
-        write_json(run_dir / "latency.json", cache)  # each one kept as it comes
+        write_json(RunFolder(run_dir).latency_cache, cache)  # each one kept as it comes
     return cache
 
 

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from defect_nas.core.interrupts import STOP_SIGNALS
 from defect_nas.evaluators.runtime import Runtime
 
 if TYPE_CHECKING:
-    from defect_nas.nas.engine import SearchContext
+    from defect_nas.nas.context import SearchContext
 
 _CTX: SearchContext | None = None  # the context of this pool process
 
@@ -67,7 +68,7 @@ class _Pool(ProcessPoolExecutor):
 def _pool_init(config_dict: dict, run_dir: str, threads: int, device: str, counter) -> None:
     global _CTX
     from defect_nas.core.search_config import SearchConfig
-    from defect_nas.nas.engine import load_context
+    from defect_nas.nas.context import load_context
 
     die_with_parent()
     ignore_stop_signals()
@@ -107,12 +108,27 @@ def run_pool(config_dict: dict, run_dir: Path, processes: int, threads: int,
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying (out of memory on every draw) is not respawned forever
 
 
-def _search_worker(*args) -> None:
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one spawned search worker needs (picklable: it crosses into a fresh interpreter)."""
+
+    config: dict  # SearchConfig.to_dict()
+    run_dir: str
+    storage_url: str
+    study_name: str
+    n_trials: int | None
+    deadline: float | None
+    threads: int = 1
+    device: str = "cpu"
+    trials_before: int = 0  # trials in the study when this worker starts: seeds its sampler past them
+
+
+def _search_worker(job: WorkerJob, worker: int) -> None:
     die_with_parent()
     ignore_stop_signals()
-    from defect_nas.nas.engine import worker_process
+    from defect_nas.nas.workers import worker_process
 
-    worker_process(*args)
+    worker_process(job, worker)
 
 
 def _death(exitcode: int) -> str:
@@ -124,23 +140,22 @@ def _death(exitcode: int) -> str:
     return f"exit status {exitcode}"
 
 
-def explore(study, args: tuple, workers: int, on_tick, log) -> int:
-    """Run ``workers`` search worker processes (``engine.worker_process(*args[:4], w, *args[4:-1],
-    trials_before)``) until they finish. A worker that dies (the out-of-memory killer, kill -9, a
-    crash) is reported, the trial it ran is failed and queued again, and it is respawned, with its
-    sampler seeded past the draws made so far, up to MAX_RESTARTS times per slot. Returns the
-    number of deaths."""
+def explore(study, job: WorkerJob, workers: int, on_tick, log) -> int:
+    """Run ``workers`` search worker processes (``workers.worker_process(job, w)``) until they finish.
+    A worker that dies (the out-of-memory killer, kill -9, a crash) is reported, the trial it ran is
+    failed and queued again, and it is respawned, with its sampler seeded past the draws made so far,
+    up to MAX_RESTARTS times per slot. Returns the number of deaths."""
     from defect_nas.nas.storage import UNOWNED_S, fail_orphaned_trials, fail_unowned_trials
 
     spawn = mp.get_context("spawn")
 
     def start(w: int, trials_before: int):
-        p = spawn.Process(target=_search_worker, args=(*args[:4], w, *args[4:-1], trials_before), daemon=False)
+        p = spawn.Process(target=_search_worker, args=(replace(job, trials_before=trials_before), w), daemon=False)
         with children_ignore_stop_signals():
             p.start()
         return p
 
-    procs = {w: start(w, args[-1]) for w in range(workers)}
+    procs = {w: start(w, job.trials_before) for w in range(workers)}
     restarts = dict.fromkeys(procs, 0)
     deaths, last_death = 0, None
     try:

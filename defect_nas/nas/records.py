@@ -72,7 +72,7 @@ class SeedRun(TypedDict, total=False):
 
 
 class RungRecord(TypedDict):
-    """A rung-2 candidate (``final.promote``): its proxy numbers and its full-resolution run."""
+    """A rung-2 candidate (``phases.promote``): its proxy numbers and its full-resolution run."""
 
     trial: int
     spec: Any  # ArchSpec (dropped from summary.json)
@@ -97,7 +97,7 @@ class RungRecord(TypedDict):
 
 
 class FinalRecord(TypedDict):
-    """The winner's seeds in summary.json (``final.final_record``): per seed, and mean +- std."""
+    """The winner's seeds in summary.json (``phases.final_record``): per seed, and mean +- std."""
 
     seeds: list[dict[str, Any]]
     val_accuracy_mean: float

@@ -4,12 +4,13 @@ best of them (rung-2 entrants, the NetScore top-k); plain functions of optuna's 
 from __future__ import annotations
 
 import json
-import math
+import statistics
 from pathlib import Path
 
 import optuna
 
 from defect_nas.core.netscore import measured_netscore
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.nas.records import RunSummary, TrialRow
 
 
@@ -79,8 +80,7 @@ def distinct(rows: list[TrialRow]) -> list[TrialRow]:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def read_trials_csv(path: Path) -> list[TrialRow]:
@@ -97,5 +97,5 @@ def read_trials_csv(path: Path) -> list[TrialRow]:
 
 
 def load_summary(run_dir: Path) -> RunSummary:
-    path = run_dir / "summary.json"
+    path = RunFolder(run_dir).summary
     return json.loads(path.read_text()) if path.is_file() else {}

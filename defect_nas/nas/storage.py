@@ -20,13 +20,14 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.runfolder import RunFolder
 
 HEARTBEAT_S = 10
 GRACE_S = 40
 
 
 def sqlite_url(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    return f"sqlite:///{RunFolder(run_dir).study_db.resolve()}"
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -85,12 +86,14 @@ def _serialise_sqlite_writes(engine: sqlalchemy.engine.Engine) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and config files."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
+    """The URL without its password, for messages and config files (a resumed run reconnects with
+    it, taking the password from the environment or ~/.pgpass as libpq does)."""
+    try:
+        u = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return url.split("@", 1)[-1] if "@" in url else url
+    bare = sqlalchemy.engine.URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return bare.render_as_string(hide_password=False)
 
 
 class RunLock:
@@ -101,7 +104,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
+        self.path = RunFolder(run_dir).lock
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -142,7 +145,7 @@ def _fail_and_requeue(study: optuna.Study, which) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not which(t):
             continue
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if "failed_trial" not in t.system_attrs and "retry_of" not in t.user_attrs:  # once, as the heartbeat does
             keep = {k: t.user_attrs[k] for k in ("prototype",) if k in t.user_attrs}  # a prototype stays one
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)

@@ -11,20 +11,21 @@ from defect_nas.core.cost import cost
 from defect_nas.core.files import atomic_folder, write_json
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.netscore import measured_netscore
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import describe_objective
 from defect_nas.deploy.model import model_card, save_model
 from defect_nas.evaluators.scoring import selection_metric
 from defect_nas.measure.latency import measure_latency
-from defect_nas.nas.engine import SearchContext
-from defect_nas.nas.final import final_record
+from defect_nas.nas.context import SearchContext
+from defect_nas.nas.phases import final_record
 from defect_nas.nas.records import RunSummary, SeedRun, WinnerRecord
 from defect_nas.search_spaces.build import build
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from defect_nas.nas.search import Outcome
+    from defect_nas.nas.run import Outcome
 
 
 def exported_seed_key(s: SeedRun) -> tuple[float, float]:
@@ -47,7 +48,7 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
     deploy_spec = spec if size == spec.input_size else spec.at_size(size)
     model = build(deploy_spec)
     model.load_state_dict(best_state)
-    with atomic_folder(run_dir / "winner") as win_dir:  # a half-written export never replaces a whole one
+    with atomic_folder(RunFolder(run_dir).winner) as win_dir:  # a half-written export never replaces a whole one
         save_model(model, deploy_spec, ctx.dataset.class_names, win_dir)
         shape = (spec.in_channels, size, size)
         eager = measure_latency(model, shape, backend="eager", batch_size_throughput=32, threads=threads)

@@ -16,31 +16,23 @@ import os
 import shutil
 import socket
 import time
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 from safetensors.torch import save_file
 
-from defect_nas.core.budget import Budget, fit
+from defect_nas.core.budget import fit
 from defect_nas.core.cost import cost
 from defect_nas.core.errors import DefectNasError, Infeasible
 from defect_nas.core.netscore import measured_netscore
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import OBJECTIVES, utility
-from defect_nas.data import Dataset, Split, load_dataset, make_split
-from defect_nas.evaluators.runtime import Runtime
-from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher, usable_teacher
-from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
-from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.measure.latency import measure_latency
-from defect_nas.nas.baselines import baseline_names
-from defect_nas.nas.recipe import LADDER, Recipe, check_recipe, recipe_level
-from defect_nas.nas.strategies import PRUNERS, make_pruner, make_sampler, metric_names, strategy
+from defect_nas.nas.context import SearchContext, train_candidate
+from defect_nas.nas.strategies import strategy
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
 
@@ -70,96 +62,6 @@ def propose(trial: Any, config: SearchConfig, task: Task) -> tuple[str, ArchSpec
         return name, get_space(name).propose(trial, task)
     name = trial.suggest_categorical("space", list(config.spaces))
     return name, get_space(name).propose(PrefixedTrial(trial, name), task)
-
-
-@dataclass
-class SearchContext:
-    """What every worker needs, rebuilt from the config in each process."""
-
-    config: SearchConfig
-    dataset: Dataset
-    split: Split
-    teacher: Teacher | None
-    run_dir: Path
-    deadline: float | None = None  # time.time() after which trials stop early
-    runtime: Runtime = field(default_factory=Runtime)  # this process's device, threads, precision
-    teacher_note: str | None = None  # why the asked-for teacher was dropped (it scored at chance)
-    recipe_level: int = 0  # the study's escalation rung (nas.recipe.LADDER), raised when nothing learns
-
-    @property
-    def recipe(self) -> Recipe:
-        """How this context's trainings go on this data (proxy size, imbalance, learning rate)."""
-        return Recipe.for_data(self.config, self.dataset, self.recipe_level)
-
-    @property
-    def task(self) -> Task:
-        return Task(self.dataset.images.shape[1], self.dataset.images.shape[-1], len(self.dataset.class_names))
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(self.config.budget_flops, self.config.tolerance, self.config.max_params,
-                      self.config.channel_multiple)
-
-    def teacher_config(self) -> TeacherConfig | None:
-        return teacher_config(self.config)
-
-
-def teacher_config(config: SearchConfig) -> TeacherConfig | None:
-    return make_teacher_config(config.teacher, init=config.teacher_init, weights_file=config.teacher_weights,
-                               epochs=config.teacher_epochs, input_size=config.teacher_input_size,
-                               freeze_blocks=config.teacher_freeze)
-
-
-def check_choices(config: SearchConfig) -> None:
-    """Every named choice of a config is registered (one-line error otherwise): run before anything
-    is written, and by each worker, whose config may come from another machine's study."""
-    strategy(config)
-    PRUNERS.get(config.pruner)
-    for name in config.spaces:
-        get_space(name)
-    teacher_config(config)
-    baseline_names(config.baselines, config.spaces, None)
-
-
-TEACHER_SHARE = 0.3  # of --time-budget, at most, for a teacher not yet cached (it once took 16 of 20 minutes)
-
-
-def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: str | None = None,
-                 runtime: Runtime | None = None, teacher_time_s: float | None = None) -> SearchContext:
-    """Data, split and teacher of a run, loaded in this process; ``runtime``: how it trains here;
-    ``teacher_time_s``: the most a teacher not yet cached may train."""
-    dataset = load_dataset(config.dataset)
-    if fingerprint and dataset.fingerprint != fingerprint:
-        raise DefectNasError(
-            f"dataset {config.dataset!r} here differs from the study's (fingerprint {dataset.fingerprint[:12]}"
-            f" vs {fingerprint[:12]}); give this worker the same data"
-        )
-    split = make_split(dataset, seed=config.split_seed)
-    tcfg = teacher_config(config)
-    teacher, note = None, None
-    if tcfg:
-        trained = ensure_teacher(dataset, split, tcfg, log=log, runtime=runtime, time_budget_s=teacher_time_s)
-        teacher, note = usable_teacher(trained, dataset, split, log)
-    return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime(), teacher_note=note)
-
-
-def train_config(ctx: SearchContext, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
-    """The training recipe of every run of a search (imbalance handling and learning rate from the
-    data's recipe); ``overrides``: e.g. patience, time_budget_s."""
-    config = ctx.config
-    recipe = {**ctx.recipe.train_overrides(), **overrides}
-    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd, kd_alpha=config.kd_alpha, seed=seed,
-                       **recipe)
-
-
-def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,
-                    on_epoch=None, **overrides) -> tuple[torch.nn.Module, dict]:
-    """Train ``spec`` (designed at full size) at ``input_size``; return the model and its numbers."""
-    from defect_nas.evaluators.run import train_spec
-
-    cfg = train_config(ctx, epochs, input_size, seed, **overrides)
-    result = train_spec(spec, ctx.dataset, ctx.split, cfg, ctx.teacher, on_epoch, latency=False, runtime=ctx.runtime)
-    return result.model, result.summary
 
 
 class Objective:
@@ -275,7 +177,7 @@ class Objective:
         trial.set_user_attr("netscore", measured_netscore(r["val_accuracy"], c.params, c.macs))
         trial.set_user_attr("utility", score)
         self._floor_constraint(trial, r["val_accuracy"])
-        weights = ctx.run_dir / "trials" / f"{trial.number}.safetensors"
+        weights = RunFolder(ctx.run_dir).trial_weights(trial.number)
         weights.parent.mkdir(exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,
                   metadata={"arch": spec.to_json(indent=None), "input_size": str(r["input_size"])})
@@ -298,97 +200,3 @@ def screen_latency(spec: ArchSpec, deployed: bool) -> tuple[float, str]:
             pass
     return measure_latency(build(spec), shape, backend="eager", batch_size_throughput=None, warmup=2,
                            repeats=7).latency_ms_min, "eager"
-
-
-def create_or_load_study(config: SearchConfig, storage, name: str, worker: int = 0,
-                         trials_before: int | None = None) -> optuna.Study:
-    """The study, its sampler seeded apart from earlier sessions': ``trials_before`` is how many trials
-    the study held when this session began (counted here when not given; the search counts once and
-    hands it to its workers, which open the study after prototypes were queued)."""
-    if trials_before is None:
-        try:
-            trials_before = len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
-        except KeyError:
-            trials_before = 0
-    study = optuna.create_study(study_name=name, storage=storage, directions=strategy(config).directions,
-                                sampler=make_sampler(config, worker, trials_before), pruner=make_pruner(config),
-                                load_if_exists=True)
-    stored = study.user_attrs.get("config")
-    if stored is None:
-        study.set_user_attr("config", config.to_dict())
-        with warnings.catch_warnings():  # marked experimental by optuna
-            warnings.simplefilter("ignore")
-            study.set_metric_names(metric_names(config))
-    else:
-        if config.differences(stored):
-            raise DefectNasError(f"study {name!r} was made with other settings: {config.describe_differences(stored)};"
-                                 " pass --run NAME for a new search")
-    return study
-
-
-def enqueue_prototypes(study: optuna.Study, config: SearchConfig, task: Task) -> int:
-    """Generative synthesis starts from the prototypes: enqueue them once per study."""
-    if study.user_attrs.get("prototypes_enqueued"):
-        return 0
-    n = 0
-    for space_name in config.spaces:
-        for pname in get_space(space_name).prototypes(task):
-            study.enqueue_trial({}, user_attrs={"prototype": f"{space_name}/{pname}"})
-            n += 1
-    study.set_user_attr("prototypes_enqueued", True)
-    return n
-
-
-def finished_count(study: optuna.Study, running: bool = False) -> int:
-    """Trials that count towards ``--trials``: finished ones, and with ``running`` those under way."""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    states += (optuna.trial.TrialState.RUNNING,) if running else ()
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
-def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, deadline: float | None) -> None:
-    """The loop of one worker process: trials until the trial count or the deadline is reached."""
-    ctx.deadline = deadline
-    ctx.recipe_level = recipe_level(study)
-    objective = Objective(ctx)
-    callbacks = []
-    if n_trials is not None:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=states))
-    while True:  # trials still running elsewhere count: with only finished ones, 2 workers ended with N + 1
-        if n_trials is not None and finished_count(study, running=True) >= n_trials:
-            return
-        remaining = None if deadline is None else deadline - time.time()
-        if remaining is not None and remaining <= 0:
-            return
-        level = check_recipe(study, ctx.dataset, ctx.split)
-        if level is None and ctx.config.min_accuracy > 0:
-            return
-        if level is None:  # --min-accuracy 0 never gives up: the last rung goes on to the trial count or deadline
-            level = len(LADDER) - 1
-        ctx.recipe_level = level
-        study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
-                       gc_after_trial=True)
-
-
-def worker_process(config_dict: dict, run_dir: str, storage_url: str, study_name: str, worker: int,
-                   n_trials: int | None, deadline: float | None, threads: int = 1, device: str = "cpu",
-                   trials_before: int = 0) -> None:
-    """Entry point of a spawned local worker (one thread each: two 1-thread processes train
-    ~1.45x more images/s than one 2-thread process on this machine kind); with ``device`` cuda
-    the workers go round-robin over the GPUs."""
-    import warnings
-
-    from defect_nas.nas.storage import open_storage
-
-    warnings.filterwarnings("ignore")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    runtime = Runtime(device=device, threads=threads).for_worker(worker).apply()
-    config = SearchConfig.from_dict(config_dict)
-    check_choices(config)
-    ctx = load_context(config, Path(run_dir), log=lambda m: None, runtime=runtime)
-    study = create_or_load_study(config, open_storage(storage_url), study_name, worker, trials_before)
-    try:
-        run_worker(ctx, study, n_trials, deadline)
-    except KeyboardInterrupt:
-        pass

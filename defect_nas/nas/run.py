@@ -1,5 +1,5 @@
 """A whole search run: study, workers, live progress, then the full-resolution rung, the winner's
-converged seeds, baselines, export and report, all inside the time budget (see ``nas.final``).
+converged seeds, baselines, export and report, all inside the time budget (see ``nas.phases`` and ``nas.plan``).
 
 ``run_search`` drives local worker processes (one thread each) against the study, shows progress,
 and when the trial count or the exploration deadline is reached (or on Ctrl-C) writes the run
@@ -8,6 +8,7 @@ folder: trials.csv, pareto.csv, learning_curves.csv, summary.json, report.html a
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,22 +22,16 @@ from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.interrupts import deferred_stop, stopped_by
 from defect_nas.core.netscore import DEFAULT as NETSCORE
 from defect_nas.core.pareto import pareto_front
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import describe_objective
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.measure.runinfo import environment
 from defect_nas.nas.baselines import baseline_names
-from defect_nas.nas.engine import (
-    TEACHER_SHARE,
-    SearchContext,
-    create_or_load_study,
-    enqueue_prototypes,
-    finished_count,
-    load_context,
-)
-from defect_nas.nas.final import (
-    TimePlan,
+from defect_nas.nas.context import TEACHER_SHARE, SearchContext, load_context
+from defect_nas.nas.latency import PEAK, TIME_SHARE, measure_designs, read_cache, with_latency
+from defect_nas.nas.phases import (
     Watch,
     choose_winner,
     final_record,
@@ -46,8 +41,8 @@ from defect_nas.nas.final import (
     train_final,
     write_curves,
 )
-from defect_nas.nas.latency import PEAK, TIME_SHARE, measure_designs, read_cache, with_latency
-from defect_nas.nas.procs import explore
+from defect_nas.nas.plan import TimePlan
+from defect_nas.nas.procs import WorkerJob, explore
 from defect_nas.nas.recipe import (
     CHECK_TRIALS,
     NOTHING_LEARNED_ATTR,
@@ -61,6 +56,7 @@ from defect_nas.nas.report import write_report
 from defect_nas.nas.rows import trial_rows
 from defect_nas.nas.storage import RunLock, fail_orphaned_trials, open_storage, redact, sqlite_url
 from defect_nas.nas.winner import export_winner
+from defect_nas.nas.workers import create_or_load_study, enqueue_prototypes, finished_count
 
 
 def _incomplete(study: optuna.Study, config: SearchConfig, deadline: float | None) -> str:
@@ -101,11 +97,11 @@ def run_search(
         trials_before = len(study.trials)  # this session's workers seed their samplers apart from earlier ones
         teacher_s = None if config.time_budget_s is None else TEACHER_SHARE * config.time_budget_s
         ctx = load_context(config, run_dir, log=log, runtime=runtime, teacher_time_s=teacher_s)
-        write_json(run_dir / "config.json", {**config.to_dict(), "storage": redact(url), "study": study_name,
+        write_json(RunFolder(run_dir).config, {**config.to_dict(), "storage": redact(url), "study": study_name,
                                              "device": runtime.device})
-        write_json(run_dir / "environment.json", {**environment(config.seed), "workers": workers, "threads": threads,
+        write_json(RunFolder(run_dir).environment, {**environment(config.seed), "workers": workers, "threads": threads,
                                                   "device": runtime.device})
-        write_json(run_dir / "split.json", ctx.split.to_json(ctx.dataset))
+        write_json(RunFolder(run_dir).split, ctx.split.to_json(ctx.dataset))
         if storage_url is None:
             n = fail_orphaned_trials(study)
             if n:
@@ -128,9 +124,9 @@ def run_search(
 
         try:
             if config.trials is None or finished_count(study) < config.trials:
-                args = (config.to_dict(), str(run_dir), url, study_name, config.trials, deadline, threads,
-                        runtime.device, trials_before)
-                deaths = explore(study, args, workers, tick, log)
+                job = WorkerJob(config.to_dict(), str(run_dir), url, study_name, config.trials, deadline, threads,
+                                runtime.device, trials_before)
+                deaths = explore(study, job, workers, tick, log)
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: stopping workers and writing results")
@@ -155,10 +151,10 @@ def run_search(
             summary["incomplete"] = incomplete or None
             timeline["wall_s"] = round(time.time() - started, 1)
             summary["timeline"] = {"budget_s": config.time_budget_s, "plan": plan.to_dict(), **timeline}
-            write_json(run_dir / "summary.json", summary)
+            write_json(RunFolder(run_dir).summary, summary)
         if stopped and not summary["interrupted"]:  # Ctrl-C during that write: said in the file too
             summary["interrupted"], summary["stopped_by"] = True, stopped_by()
-            write_json(run_dir / "summary.json", summary)
+            write_json(RunFolder(run_dir).summary, summary)
         return summary
 
 
@@ -187,7 +183,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
     if not entrants:
         log("no trial finished: nothing to export")
-        write_report(run_dir / "report.html", summary, rows)
+        write_report(RunFolder(run_dir).report, summary, rows)
         return summary
     ctx.recipe_level = recipe_level(study)
     summary["recipe"] = {**ctx.recipe.to_dict(), "tried": tried_recipes(ctx, study)}
@@ -220,7 +216,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         outcome.notes.append("WARNING: the winner scores at chance on validation; exported because --min-accuracy "
                              "is 0")
     summary["notes"] += outcome.notes
-    log(f"exporting the winner (trial {outcome.winner}) to {run_dir / 'winner'}")
+    log(f"exporting the winner (trial {outcome.winner}) to {RunFolder(run_dir).winner}")
     t = time.time()
     with deferred_stop(lambda: log("interrupt received: finishing the export (seconds), then stopping; "
                                    "a second one (Ctrl-C, SIGTERM) stops now")) as stopped:
@@ -230,7 +226,7 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
         timeline["export_s"] = round(time.time() - t, 1)
         timeline["wall_s"] = round(time.time() - plan.started, 1)
         summary["timeline"] = {"budget_s": cfg.time_budget_s, "plan": plan.to_dict(), **timeline}
-        write_report(run_dir / "report.html", summary, rows)
+        write_report(RunFolder(run_dir).report, summary, rows)
     if stopped or outcome.interrupted:
         summary["interrupted"] = True
     return summary
@@ -244,7 +240,7 @@ def tried_recipes(ctx: SearchContext, study: optuna.Study) -> list[str]:
 
 
 def nothing_learned(study: optuna.Study) -> bool:
-    """The workers tried every recipe rung and each sat at chance (``engine.check_recipe``): rung 2 and
+    """The workers tried every recipe rung and each sat at chance (``recipe.check_recipe``): rung 2 and
     the final seeds would only train noise longer. Otherwise (the trial count or the time ended the
     ladder early) rung 2 and the final seeds train at full resolution, and the final guard judges."""
     return bool(study.user_attrs.get(NOTHING_LEARNED_ATTR))
@@ -258,7 +254,7 @@ def no_winner(ctx: SearchContext, study: optuna.Study, summary: RunSummary, rows
     summary["nothing_learned"] = message
     summary["notes"].append(f"NO WINNER: {message}")
     log(message)
-    write_report(run_dir / "report.html", summary, rows)
+    write_report(RunFolder(run_dir).report, summary, rows)
     return summary
 
 
@@ -269,10 +265,10 @@ def write_tables(study: optuna.Study, run_dir: Path, keep_curves: bool = False,
     one (never plotted as this run's); ``report`` keeps them."""
     rows = with_latency(trial_rows(study), latency if latency is not None else read_cache(run_dir))
     if not keep_curves:
-        (run_dir / "learning_curves.csv").unlink(missing_ok=True)
-    write_csv(run_dir / "trials.csv", rows)
+        RunFolder(run_dir).curves.unlink(missing_ok=True)
+    write_csv(RunFolder(run_dir).trials_csv, rows)
     feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None]
-    write_csv(run_dir / "pareto.csv", pareto_front(feasible, minimize=("macs",)))
+    write_csv(RunFolder(run_dir).pareto_csv, pareto_front(feasible, minimize=("macs",)))
     return rows
 
 
@@ -314,7 +310,7 @@ def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSp
     runs = train_final(ctx, specs[winner], plan, workers, threads, log, watch, pace=rung2_pace(promoted, workers),
                        notes=notes)
     timeline["final_s"] = round(time.time() - t, 1)
-    write_curves(ctx.run_dir / "learning_curves.csv", promoted, runs, winner)
+    write_curves(RunFolder(ctx.run_dir).curves, promoted, runs, winner)
     outcome = Outcome(winner, runs, promoted, notes=notes)
     t = time.time()
     if baselines:
@@ -334,15 +330,15 @@ def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSp
 
 def rung2_pace(promoted: list[RungRecord], workers: int) -> float | None:
     """Images/s the machine trained at full resolution in rung 2, all its concurrent jobs together."""
-    rates = sorted(p["train_images_per_second"] for p in promoted if p.get("train_images_per_second"))
-    return rates[len(rates) // 2] * min(workers, len(promoted)) if rates else None
+    rates = [p["train_images_per_second"] for p in promoted if p.get("train_images_per_second")]
+    return statistics.median_high(rates) * min(workers, len(promoted)) if rates else None
 
 
 def proxy_outcome(cfg: SearchConfig, run_dir: Path, best: TrialRow, partial: Outcome | None) -> Outcome:
     """Interrupted, or every final seed failed: the best search trial's own (proxy) weights, said plainly."""
     s = {"seed": cfg.seed, "val_accuracy": best["val_accuracy"], "test_accuracy": best["test_accuracy"],
          "input_size": best["fidelity_input_size"], "epochs_run": best["epochs_run"]}
-    runs = [(s, load_file(run_dir / "trials" / f"{best['number']}.safetensors"))]
+    runs = [(s, load_file(RunFolder(run_dir).trial_weights(best['number'])))]
     note = ("interrupted, or every final seed failed: the winner is the best search trial at proxy fidelity, "
             "not retrained")
     kept = partial or Outcome(best["number"], [])

@@ -25,69 +25,56 @@ import torch
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.netscore import measured_netscore
-from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import utility
 from defect_nas.nas import procs
-from defect_nas.nas.engine import SearchContext, train_config
+from defect_nas.nas.context import SearchContext, train_candidate, train_config
+from defect_nas.nas.plan import MIN_FINAL_EPOCHS, TimePlan, reserve_seconds, seeds_that_fit
 from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
 from defect_nas.nas.rows import best_trials, mean_std
 
 Log = Callable[[str], None]
+
+
 Watch = Callable[[str, list[dict]], None]  # (phase, each job's last epoch): the live view of a phase
+
+
 JOB_MARGIN_S = 2.0  # a job's own share of the end: test evaluation and handing back the weights
+
+
 MIN_SLOT_S = 120.0  # rung 2 promotes fewer candidates rather than give each less than this
 
 
 @dataclass(frozen=True)
-class TimePlan:
-    """Wall-clock ends (``time.time()``) of each phase of a run with a time budget; all None without."""
-
-    started: float
-    end: float | None = None
-    explore_end: float | None = None
-    promote_end: float | None = None
-    final_end: float | None = None
-
-    @classmethod
-    def make(cls, config: SearchConfig, started: float, now: float, baselines: bool) -> TimePlan:
-        """Split what set-up (data, teacher) left of the budget, less a reserve for export and report."""
-        if config.time_budget_s is None:
-            return cls(started)
-        end = started + config.time_budget_s
-        reserve = reserve_seconds(config.time_budget_s)
-        usable = max(0.0, end - reserve - now)
-        explore_end = now + config.explore_share * usable
-        promote_end = explore_end + config.promote_share * usable
-        final_end = end - reserve
-        if baselines:  # they must not eat the winner's time: they get the last 30% of what follows promotion
-            final_end = promote_end + 0.7 * (final_end - promote_end)
-        return cls(started, end, explore_end, promote_end, final_end)
-
-    def to_dict(self) -> dict[str, float | None]:
-        """Planned seconds from the start at which each phase ends."""
-        rel = {k: getattr(self, k) for k in ("explore_end", "promote_end", "final_end", "end")}
-        return {k: (None if v is None else round(v - self.started, 1)) for k, v in rel.items()}
-
-
-def reserve_seconds(budget_s: float) -> float:
-    """Kept back for export, latency measurement and the report (``export_s`` in the timeline)."""
-    return min(60.0, max(8.0, 0.02 * budget_s))
-
-
-def _train_job(spec_json: str | None, baseline: str | None, epochs: int, input_size: int | None, seed: int,
-               deadline: float | None, patience: int | None, skippable: bool = True,
-               slot: float | None = None, average: bool = True, tag: str | None = None,
-               recipe_level: int = 0) -> tuple[dict, dict]:
-    """One training in a pool process: a spec (or a named baseline) at ``input_size``, stopping by
+class TrainJob:
+    """One training in a pool process: a spec (or a named ``baseline``) at ``input_size``, stopping by
     ``deadline`` and after ``slot`` seconds from its own start (its schedule sized to that time).
     Without time left it is skipped (TimeoutError), or, if not ``skippable`` (the winner's seeds),
     trains one epoch. With a ``tag``, each epoch is written to RUN/progress/<tag>.json for the
     terminal's live view."""
+
+    spec_json: str | None
+    baseline: str | None
+    epochs: int
+    input_size: int | None
+    seed: int
+    deadline: float | None
+    patience: int | None
+    skippable: bool = True
+    slot: float | None = None
+    average: bool = True  # the weights' moving average (final seeds, baselines), not rung 2's raw weights
+    tag: str | None = None
+    recipe_level: int = 0
+
+
+def _train_job(job: TrainJob) -> tuple[dict, dict]:
+    """Run a ``TrainJob`` in this pool process: (training summary, state dict)."""
     from defect_nas.evaluators.run import train_module
-    from defect_nas.nas.engine import train_candidate
 
     ctx = procs.context()
+    spec_json, baseline, epochs, input_size, seed = job.spec_json, job.baseline, job.epochs, job.input_size, job.seed
+    deadline, patience, slot, tag = job.deadline, job.patience, job.slot, job.tag
+    recipe_level, skippable, average = job.recipe_level, job.skippable, job.average
     ctx.recipe_level = recipe_level  # the study's recipe rung (nas.recipe): its imbalance handling and learning rate
     if slot is not None:  # equal time for every rung-2 candidate, whenever its turn comes
         deadline = min(deadline, time.time() + slot) if deadline is not None else time.time() + slot
@@ -192,9 +179,10 @@ def promote(ctx: SearchContext, entrants: list[tuple[int, ArchSpec, dict]], plan
     out = []
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(entrants)), threads, ctx.runtime.device) as pool:
-        futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.promote_epochs, cfg.final_input_size,
-                               cfg.seed, plan.promote_end, None, True, slot, False, f"trial {number}",
-                               ctx.recipe_level)
+        futures = [pool.submit(_train_job, TrainJob(spec.to_json(indent=None), None, cfg.promote_epochs,
+                                                    cfg.final_input_size, cfg.seed, plan.promote_end, patience=None,
+                                                    slot=slot, average=False, tag=f"trial {number}",
+                                                    recipe_level=ctx.recipe_level))
                    for number, spec, _ in entrants]
         wait_watched(futures, [f"trial {number}" for number, _, _ in entrants], ctx.run_dir, "rung 2", watch)
         for (number, spec, row), fut in zip(entrants, futures):
@@ -235,22 +223,6 @@ def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float
     return max(eligible, key=lambda p: (p.get("val_utility", p["val_netscore"]), -p["trial"]))
 
 
-MIN_FINAL_EPOCHS = 40  # fewer and a seed is far from converged (NEU's reference winner: 95.6% at 15 epochs,
-# 99.7% at 60; a line set once got 9 epochs per seed at 300 px)
-
-
-def seeds_that_fit(wanted: int, pace: float | None, train_images: int, seconds: float | None) -> tuple[int, float]:
-    """How many final seeds can each train MIN_FINAL_EPOCHS in ``seconds`` when the machine trains
-    ``pace`` images/s at the final size in all (seeds share it), and the epochs each would get."""
-    if pace is None or seconds is None or train_images == 0:
-        return wanted, math.inf
-    for n in range(wanted, 0, -1):
-        epochs = seconds * pace / n / train_images
-        if epochs >= MIN_FINAL_EPOCHS:
-            return n, epochs
-    return 1, seconds * pace / train_images
-
-
 def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int, threads: int,
                 log: Log, watch: Watch | None = None, pace: float | None = None,
                 notes: list[str] | None = None) -> list[tuple[dict, dict]]:
@@ -276,9 +248,10 @@ def train_final(ctx: SearchContext, spec: ArchSpec, plan: TimePlan, workers: int
     log(f"final: {n} seed(s) at full resolution, up to {cfg.final_epochs} epochs{left}")
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, n, per, ctx.runtime.device) as pool:
-        futures = [pool.submit(_train_job, spec.to_json(indent=None), None, cfg.final_epochs, cfg.final_input_size,
-                               cfg.seed + s, plan.final_end, cfg.patience, False, tag=f"seed {cfg.seed + s}",
-                               recipe_level=ctx.recipe_level)
+        futures = [pool.submit(_train_job, TrainJob(spec.to_json(indent=None), None, cfg.final_epochs,
+                                                    cfg.final_input_size, cfg.seed + s, plan.final_end, cfg.patience,
+                                                    skippable=False, tag=f"seed {cfg.seed + s}",
+                                                    recipe_level=ctx.recipe_level))
                    for s in range(n)]
         wait_watched(futures, [f"seed {cfg.seed + s}" for s in range(n)], ctx.run_dir, "final", watch)
         runs = []
@@ -302,9 +275,11 @@ def train_baselines(ctx: SearchContext, names: list[str], plan: TimePlan, worker
     log(f"training baselines at the winner's final recipe: {', '.join(names)}")
     clear_progress(ctx.run_dir)
     with procs.run_pool(cfg.to_dict(), ctx.run_dir, min(workers, len(names)), threads, ctx.runtime.device) as pool:
-        futures: dict[str, Future] = {b: pool.submit(_train_job, None, b, cfg.final_epochs, cfg.final_input_size,
-                                                     cfg.seed, end, cfg.patience, tag=b,
-                                                     recipe_level=ctx.recipe_level) for b in names}
+        futures: dict[str, Future] = {b: pool.submit(_train_job, TrainJob(None, b, cfg.final_epochs,
+                                                                           cfg.final_input_size, cfg.seed, end,
+                                                                           cfg.patience, tag=b,
+                                                                           recipe_level=ctx.recipe_level))
+                                      for b in names}
         wait_watched(list(futures.values()), names, ctx.run_dir, "baselines", watch)
         for b, fut in futures.items():
             try:

@@ -32,6 +32,8 @@ TINY = ["--teacher", "none", "--trials", "1", "--baselines", "none"]
     (["--workers", "0"], "--workers: '0' must be a whole number of at least 1"),
     (["--teacher-freeze", "9"], "--teacher-freeze: '9' must be a whole number from 0 to 5"),
     (["--max-latency-ms", "0"], "--max-latency-ms: '0' must be a positive number"),
+    # typed above --epochs: refused as SearchConfig refuses it (the CLI once clamped it silently)
+    (["--epochs", "2", "--min-epochs", "5"], "--min-epochs 5 must be in 1..--epochs (2)"),
 ])
 def test_bad_search_flags_fail_before_any_work(argv, message, tmp_path, capsys):
     assert exit_code(["search", *TINY, "--results", str(tmp_path / "r"), *argv]) == 2

@@ -163,6 +163,14 @@ def with_config_file(config: SearchConfig, args: argparse.Namespace) -> SearchCo
                             if flag(f.name)[2:].replace("-", "_") in typed})
 
 
+def min_epochs_of(args: argparse.Namespace) -> int:
+    """``--min-epochs`` as typed (SearchConfig rejects one above ``--epochs``, one line); its default
+    follows a short ``--epochs`` down, so ``--epochs 2`` alone is valid."""
+    if "min_epochs" in typed_flags(args):
+        return args.min_epochs
+    return min(args.min_epochs, args.epochs)
+
+
 def config_from(args: argparse.Namespace) -> SearchConfig:
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
     # absolute, so that a worker started elsewhere (or a resumed run) finds the same file
@@ -174,7 +182,7 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         channel_multiple=args.channel_multiple,
         min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
-        imbalance=args.imbalance, pruner=args.pruner, min_epochs=min(args.min_epochs, args.epochs), top_k=args.top_k,
+        imbalance=args.imbalance, pruner=args.pruner, min_epochs=min_epochs_of(args), top_k=args.top_k,
         explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
         accuracy_margin=args.accuracy_margin, patience=args.patience, ema_epochs=args.ema_epochs or None,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,

@@ -5,6 +5,7 @@ batches by default, a chance-level winner exported with exit 0)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from defect_nas.data import load_dataset, make_split
 from defect_nas.evaluators.scoring import train_data
 from defect_nas.evaluators.trainer import TrainConfig, train
 from defect_nas.nas.context import SearchContext, train_config
-from defect_nas.nas.recipe import Recipe, learned
+from defect_nas.nas.recipe import LADDER, RECIPE_KD, TRANSFER_TEACHER, Recipe, learned
 from defect_nas.search_spaces.build import build
 
 
@@ -80,11 +81,28 @@ def noise(tmp_path_factory):
     return root
 
 
+def test_the_ladders_last_rung_distils_from_a_transfer_teacher_unless_one_was_asked_for():
+    """Kim et al.'s transfer where scratch training failed: the ladder's last rung fine-tunes an
+    ImageNet EfficientNet-Lite0 in the run and its students distil from it (kd on), never on the
+    first rungs, and not when the user already gave a teacher."""
+    ds = learnable_dataset(classes=3, per_class=12, size=32)
+    last = len(LADDER) - 1
+    plain = SearchConfig(dataset="x")
+    assert Recipe.for_data(plain, ds, last).teacher == TRANSFER_TEACHER
+    assert all(Recipe.for_data(plain, ds, level).teacher == "none" for level in range(last))
+    assert Recipe.for_data(SearchConfig(dataset="x", teacher="vgg16"), ds, last).teacher == "none"
+    ctx = SearchContext(plain, ds, make_split(ds, seed=0), None, Path("."), recipe_level=last)
+    assert train_config(ctx, 2, None, 0).kd == "none"  # the teacher is not there yet (or was dropped)
+    ctx.teacher = object()  # fine-tuned and kept
+    assert train_config(ctx, 2, None, 0).kd == RECIPE_KD
+
+
 def test_data_that_cannot_be_learned_ends_with_a_diagnosis_a_non_zero_exit_and_no_winner(noise, tmp_path):
     tiny = [a for a in TINY if a != "prototypes"]
     tiny[tiny.index("--baselines") + 1:tiny.index("--baselines") + 1] = ["none"]
     tiny[tiny.index("--min-accuracy") + 1] = "95"  # the default: 0 would export the best whatever it scored
     p = cli("search", "--dataset", str(noise), *tiny, "--trials", "40", "--pruner", "none",
+            "--teacher-epochs", "1", "--teacher-input-size", "32",  # the transfer rung's teacher, kept quick
             "--results", str(tmp_path / "r"), check=False)
     assert p.returncode == 3, p.stderr[-2000:]
     last = p.stderr.strip().splitlines()[-1]
@@ -92,6 +110,10 @@ def test_data_that_cannot_be_learned_ends_with_a_diagnosis_a_non_zero_exit_and_n
     run = tmp_path / "r" / "noise-2m"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["winner"] is None and "nothing learned" in summary["nothing_learned"]
-    assert len(summary["recipe"]["tried"]) == 3  # every rung of the ladder was tried before giving up
+    assert len(summary["recipe"]["tried"]) == len(LADDER)  # every rung of the ladder was tried before giving up
+    # the last rung fine-tuned an ImageNet teacher in the run; on noise it scored at chance and was not used
+    teacher = summary["recipe"]["teacher_run"]
+    assert teacher["arch"] == TRANSFER_TEACHER and teacher["used"] is False
+    assert "distilled from an ImageNet" in summary["recipe"]["tried"][-1]
     assert not (run / "winner").exists()
     assert "nothing learned" in (run / "report.html").read_text()

@@ -165,4 +165,7 @@ def test_a_search_drops_a_teacher_at_chance_with_a_warning(tmp_path, monkeypatch
     messages = []
     ctx = context.load_context(config, tmp_path / "run", log=messages.append)
     assert ctx.teacher is None and ctx.config.kd != "none"  # asked for, and dropped
+    # and the students then train without distillation: with kd still "kl" and no teacher logits, every
+    # trial raised in the trainer and killed its worker (a 20-minute search ended after 8 worker deaths)
+    assert context.train_config(ctx, 2, None, 0).kd == "none"
     assert ctx.teacher_note in messages and "no better than chance" in ctx.teacher_note

@@ -81,6 +81,11 @@ class RunFolder:
     def lock(self) -> Path:
         return self.path / ".lock"
 
+    @property
+    def teacher_lock(self) -> Path:
+        """Held by the worker that fine-tunes the recipe's transfer teacher; the others wait, then load it."""
+        return self.path / ".teacher.lock"
+
     def trial_weights(self, number: int) -> Path:
         """Weights a trial saved (rung 1 and 2 survivors; pruned trials have none)."""
         return self.path / "trials" / f"{number}.safetensors"

@@ -4,6 +4,8 @@ candidate is trained in it (``train_candidate``)."""
 
 from __future__ import annotations
 
+import fcntl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 
 from defect_nas.core.budget import Budget
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.spec import ArchSpec
 from defect_nas.data import Dataset, Split, load_dataset, make_split
@@ -19,7 +22,7 @@ from defect_nas.evaluators.teacher import Teacher, TeacherConfig, ensure_teacher
 from defect_nas.evaluators.teacher import teacher_config as make_teacher_config
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.baselines import baseline_names
-from defect_nas.nas.recipe import Recipe
+from defect_nas.nas.recipe import RECIPE_KD, Recipe
 from defect_nas.nas.strategies import PRUNERS, strategy
 from defect_nas.search_spaces.base import Task, get_space
 
@@ -37,6 +40,7 @@ class SearchContext:
     runtime: Runtime = field(default_factory=Runtime)  # this process's device, threads, precision
     teacher_note: str | None = None  # why the asked-for teacher was dropped (it scored at chance)
     recipe_level: int = 0  # the study's escalation rung (nas.recipe.LADDER), raised when nothing learns
+    recipe_teacher: dict | None = None  # the rung's transfer teacher once fine-tuned here: its scores, used or not
 
     @property
     def recipe(self) -> Recipe:
@@ -95,13 +99,47 @@ def load_context(config: SearchConfig, run_dir: Path, log=print, fingerprint: st
     return SearchContext(config, dataset, split, teacher, run_dir, runtime=runtime or Runtime(), teacher_note=note)
 
 
+def ensure_recipe_teacher(ctx: SearchContext, log=lambda m: None) -> None:
+    """Fine-tune (or load from the cache) the transfer teacher of the study's recipe rung, once per
+    process, and keep it when it learned (``usable_teacher``: a teacher at chance is dropped). One
+    worker trains it under the run's teacher lock, inside at most TEACHER_SHARE of the time budget and
+    half of the exploration left; the others, and the pool processes of rung 2 and the final seeds,
+    wait and load the cached one."""
+    recipe = ctx.recipe
+    if recipe.teacher == "none" or ctx.recipe_teacher is not None:
+        return
+    config = ctx.config
+    tcfg = make_teacher_config(recipe.teacher, init="imagenet", epochs=config.teacher_epochs,
+                               input_size=config.teacher_input_size)
+    cap = None if config.time_budget_s is None else TEACHER_SHARE * config.time_budget_s
+    if cap is not None and ctx.deadline is not None:
+        cap = min(cap, max(1.0, (ctx.deadline - time.time()) / 2))
+    lock = RunFolder(ctx.run_dir).teacher_lock
+    with open(lock, "a+") as fd:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            trained = ensure_teacher(ctx.dataset, ctx.split, tcfg, log=log, runtime=ctx.runtime, time_budget_s=cap)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    ctx.teacher, ctx.teacher_note = usable_teacher(trained, ctx.dataset, ctx.split, log)
+    ctx.recipe_teacher = {"arch": recipe.teacher, "val_accuracy": trained.val_accuracy,
+                          "test_accuracy": trained.test_accuracy, "seconds": trained.seconds,
+                          "used": ctx.teacher is not None, "note": ctx.teacher_note}
+
+
 def train_config(ctx: SearchContext, epochs: int, input_size: int | None, seed: int, **overrides) -> TrainConfig:
     """The training recipe of every run of a search (imbalance handling and learning rate from the
-    data's recipe); ``overrides``: e.g. patience, time_budget_s."""
+    data's recipe; distillation from the recipe's transfer teacher when it learned); ``overrides``:
+    e.g. patience, time_budget_s."""
     config = ctx.config
     recipe = {**ctx.recipe.train_overrides(), **overrides}
-    return TrainConfig(epochs=epochs, input_size=input_size, kd=config.kd, kd_alpha=config.kd_alpha, seed=seed,
-                       **recipe)
+    if ctx.teacher is None:  # none asked for, or dropped at chance: every trial once died on kd without logits
+        kd = "none"
+    elif ctx.recipe.teacher != "none":
+        kd = RECIPE_KD
+    else:
+        kd = config.kd
+    return TrainConfig(epochs=epochs, input_size=input_size, kd=kd, kd_alpha=config.kd_alpha, seed=seed, **recipe)
 
 
 def train_candidate(ctx: SearchContext, spec: ArchSpec, epochs: int, input_size: int | None, seed: int,

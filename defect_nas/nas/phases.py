@@ -28,7 +28,7 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import utility
 from defect_nas.nas import procs
-from defect_nas.nas.context import SearchContext, train_candidate, train_config
+from defect_nas.nas.context import SearchContext, ensure_recipe_teacher, train_candidate, train_config
 from defect_nas.nas.plan import MIN_FINAL_EPOCHS, TimePlan, reserve_seconds, seeds_that_fit
 from defect_nas.nas.records import FinalRecord, RungRecord, SeedRun, TrialRow
 from defect_nas.nas.rows import best_trials, mean_std
@@ -75,7 +75,8 @@ def _train_job(job: TrainJob) -> tuple[dict, dict]:
     spec_json, baseline, epochs, input_size, seed = job.spec_json, job.baseline, job.epochs, job.input_size, job.seed
     deadline, patience, slot, tag = job.deadline, job.patience, job.slot, job.tag
     recipe_level, skippable, average = job.recipe_level, job.skippable, job.average
-    ctx.recipe_level = recipe_level  # the study's recipe rung (nas.recipe): its imbalance handling and learning rate
+    ctx.recipe_level = recipe_level  # the study's recipe rung (nas.recipe): imbalance handling, learning rate,
+    ensure_recipe_teacher(ctx)  # and at the transfer rung the teacher the workers fine-tuned (from the cache)
     if slot is not None:  # equal time for every rung-2 candidate, whenever its turn comes
         deadline = min(deadline, time.time() + slot) if deadline is not None else time.time() + slot
     budget = None if deadline is None else deadline - time.time() - JOB_MARGIN_S

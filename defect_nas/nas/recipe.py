@@ -5,8 +5,10 @@ Why: a recipe tuned on NEU (square, balanced, 200 px) ended in chance-level mode
 (mostly defect-free parts, small defects): every trial named the defect-free class for every image.
 So the recipe follows the data (``Recipe.for_data``), and when the first trials of a recipe all sit
 at chance the workers move the whole study to the next rung of ``LADDER`` (full resolution, then a
-lower learning rate) instead of spending the budget; when the last rung fails too, the run ends
-with a diagnosis and no winner (``nothing_learned``).
+lower learning rate, then distillation from an ImageNet-initialised teacher fine-tuned on this data
+inside the run: Kim et al.'s transfer, tried where scratch training has failed, and dropped when the
+teacher itself scores at chance) instead of spending the budget; when the last rung fails too, the
+run ends with a diagnosis and no winner (``nothing_learned``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ IMBALANCE = {"none": {}, "sampler": {"sampler": "balanced"}, "weights": {"class_
 AUTO_IMBALANCE = "sampler"
 PROXY_FLOOR = 100  # px: the proxy NEU's fidelity benchmark validated (Spearman 0.72 vs converged, 17 specs)
 CHECK_TRIALS = 3  # finished trials of one recipe, all at chance, move the study to the next rung
-LADDER = ({}, {"full_resolution": True}, {"full_resolution": True, "lr_scale": 0.2})
+TRANSFER_TEACHER = "efficientnet-lite0"  # its ImageNet weights ship with the install (no download at run time)
+RECIPE_KD = "kl"  # SearchConfig's default distillation loss
+LADDER = ({}, {"full_resolution": True}, {"full_resolution": True, "lr_scale": 0.2},
+          {"full_resolution": True, "teacher": TRANSFER_TEACHER})
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Recipe:
     proxy_input_size: int
     imbalance: str
     lr_scale: float = 1.0
+    teacher: str = "none"  # a transfer teacher the recipe distils from (the ladder's last rung), or none
 
     @classmethod
     def for_data(cls, config: SearchConfig, dataset: Dataset, level: int = 0) -> Recipe:
@@ -50,7 +56,9 @@ class Recipe:
             proxy = size
         else:
             proxy = config.proxy_input_size or auto_proxy_size(size)
-        return cls(level, proxy, imbalance_method(config.imbalance, dataset), rung.get("lr_scale", 1.0))
+        # a teacher the user asked for is already in every trial: the rung is then full resolution again
+        teacher = rung.get("teacher", "none") if config.teacher == "none" else "none"
+        return cls(level, proxy, imbalance_method(config.imbalance, dataset), rung.get("lr_scale", 1.0), teacher)
 
     def train_overrides(self) -> dict:
         """TrainConfig fields of this recipe (the learning rate is scaled by ``lr_scale`` from the default)."""
@@ -63,13 +71,16 @@ class Recipe:
         lr = f", learning rate x{self.lr_scale:g}" if self.lr_scale != 1.0 else ""
         how = {"none": "plain sampling", "sampler": "class-balanced sampling", "weights": "class-weighted loss",
                "logit": "logit-adjusted loss"}[self.imbalance]
-        return f"{self.proxy_input_size} px, {how}{lr}"
+        kd = (f", distilled from an ImageNet {self.teacher} fine-tuned on this data" if self.teacher != "none"
+              else "")
+        return f"{self.proxy_input_size} px, {how}{lr}{kd}"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 RECIPE_ATTR, NOTHING_LEARNED_ATTR = "recipe_level", "nothing_learned"
+RECIPE_TEACHER_ATTR = "recipe_teacher"  # the transfer rung's teacher: scores, and whether the students used it
 
 
 def recipe_level(study: optuna.Study) -> int:

@@ -46,6 +46,7 @@ from defect_nas.nas.procs import WorkerJob, explore
 from defect_nas.nas.recipe import (
     CHECK_TRIALS,
     NOTHING_LEARNED_ATTR,
+    RECIPE_TEACHER_ATTR,
     Recipe,
     learned,
     nothing_learned_message,
@@ -190,6 +191,13 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     if ctx.recipe_level > 0:
         summary["notes"].append(f"the first {CHECK_TRIALS} trials of each earlier recipe sat at chance; the study "
                                 f"moved on to {ctx.recipe.describe()} (tried: {'; '.join(summary['recipe']['tried'])})")
+    if (teacher := study.user_attrs.get(RECIPE_TEACHER_ATTR)) is not None:  # the transfer rung was reached
+        summary["recipe"]["teacher_run"] = teacher
+        summary["notes"].append(
+            f"transfer rung: an ImageNet {teacher['arch']} fine-tuned in the run scored {teacher['val_accuracy']:.2f}% "
+            f"on validation in {teacher['seconds']:.0f} s; "
+            + ("the students distilled from it" if teacher["used"]
+               else "at chance, so the students trained without it"))
     if nothing_learned(study) and cfg.min_accuracy > 0:  # --min-accuracy 0: the best is exported whatever it scored
         return no_winner(ctx, study, summary, rows, run_dir, log)
     specs = {r["number"]: ArchSpec.from_json(study.trials[r["number"]].user_attrs["spec"]) for r in entrants}

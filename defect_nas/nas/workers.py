@@ -13,9 +13,9 @@ import optuna
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.runtime import Runtime
-from defect_nas.nas.context import SearchContext, check_choices, load_context
+from defect_nas.nas.context import SearchContext, check_choices, ensure_recipe_teacher, load_context
 from defect_nas.nas.procs import WorkerJob
-from defect_nas.nas.recipe import LADDER, check_recipe, recipe_level
+from defect_nas.nas.recipe import LADDER, RECIPE_TEACHER_ATTR, check_recipe, recipe_level
 from defect_nas.nas.strategies import make_pruner, make_sampler, metric_names, strategy
 from defect_nas.nas.trial import Objective
 from defect_nas.search_spaces.base import Task, get_space
@@ -88,6 +88,13 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         if level is None:  # --min-accuracy 0 never gives up: the last rung goes on to the trial count or deadline
             level = len(LADDER) - 1
         ctx.recipe_level = level
+        if ctx.recipe.teacher != "none" and ctx.recipe_teacher is None:  # the ladder's transfer rung
+            ensure_recipe_teacher(ctx)
+            if RECIPE_TEACHER_ATTR not in study.user_attrs:
+                study.set_user_attr(RECIPE_TEACHER_ATTR, ctx.recipe_teacher)
+            remaining = None if deadline is None else deadline - time.time()
+            if remaining is not None and remaining <= 0:
+                return
         study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
                        gc_after_trial=True)
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_analyze(args: argparse.Namespace) -> None:
     import torch
 
-    from defect_nas.data.preprocess import resize_uint8
+    from defect_nas.data.preprocess import model_input, resize_uint8
     from defect_nas.inspection.analysis import analyze
     from defect_nas.measure.runinfo import environment
 
@@ -58,7 +58,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         folder = Path(args.target).resolve()
         info = {"model": args.target, "name": f"{folder.parent.name}-{folder.name}"}
     idx = split.val[: args.images]
-    x = resize_uint8(dataset.images[idx], size).float() / 255
+    x = model_input(resize_uint8(dataset.images[idx], size))  # the one input rule
     rows = [r.to_dict() for r in analyze(model.cpu(), x, initial, k=args.k)]
     out = Path(args.out or Path("results") / "analysis" / info["name"])
     write_csv(out / "analysis.csv", rows)

@@ -7,6 +7,7 @@ loader can report a bad folder before spending time on pixels.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,8 @@ class Scan:
 
     def counts(self) -> dict[str, int]:
         """Images per class, in class order."""
-        out = {name: 0 for name in self.class_names}
-        for label in self.labels:
-            out[self.class_names[label]] += 1
-        return out
+        seen = Counter(self.labels)
+        return {name: seen[i] for i, name in enumerate(self.class_names)}
 
 
 def natural_key(text: str) -> list:

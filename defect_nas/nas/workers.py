@@ -88,13 +88,12 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         if level is None:  # --min-accuracy 0 never gives up: the last rung goes on to the trial count or deadline
             level = len(LADDER) - 1
         ctx.recipe_level = level
-        if ctx.recipe.teacher != "none" and ctx.recipe_teacher is None:  # the ladder's transfer rung
-            ensure_recipe_teacher(ctx)
-            if RECIPE_TEACHER_ATTR not in study.user_attrs:
-                study.set_user_attr(RECIPE_TEACHER_ATTR, ctx.recipe_teacher)
-            remaining = None if deadline is None else deadline - time.time()
-            if remaining is not None and remaining <= 0:
-                return
+        ensure_recipe_teacher(ctx)  # the ladder's transfer rung fine-tunes its teacher once; other rungs: nothing
+        if ctx.recipe_teacher is not None and RECIPE_TEACHER_ATTR not in study.user_attrs:
+            study.set_user_attr(RECIPE_TEACHER_ATTR, ctx.recipe_teacher)
+        remaining = None if deadline is None else deadline - time.time()  # a teacher may have taken some of it
+        if remaining is not None and remaining <= 0:
+            return
         study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
                        gc_after_trial=True)
 

@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-accuracy", type=field_type("min_accuracy"), default=95.0,
                    help="validation accuracy floor in percent (default 95): below it a candidate cannot win; "
                         "0 also exports a winner at chance (otherwise: no winner, exit 3)")
+    p.add_argument("--target-accuracy", type=finite_float(0, 100, above=True),
+                   help="percent (balanced on imbalanced data): search a ladder of budgets from --budget-flops "
+                        "down (x0.3, x0.1, x0.03) and export the cheapest converged network whose validation "
+                        "mean reaches it (front.csv); none does: the most accurate, with a warning")
     p.add_argument("--max-params", type=field_type("max_params"))
     p.add_argument("--max-latency-ms", type=field_type("max_latency_ms"),
                    help="batch-1 latency cap, measured on this machine")
@@ -214,8 +218,9 @@ def check_outside_dataset(run_dir: Path, dataset: str) -> None:
                              "would become part of the data: choose a --results folder outside it")
 
 
-def check_budget_feasible(config: SearchConfig) -> None:
-    """A budget no space can meet fails before any teacher is trained or folder written."""
+def check_budget_feasible(config: SearchConfig):
+    """A budget no space can meet fails before any teacher is trained or folder written; returns
+    ``feasible(macs)``, the same check for other budgets (``--target-accuracy``'s ladder)."""
     from defect_nas.core.budget import Budget, fit
     from defect_nas.core.errors import Infeasible
     from defect_nas.data import load_dataset
@@ -224,19 +229,25 @@ def check_budget_feasible(config: SearchConfig) -> None:
     ds = load_dataset(config.dataset)  # also: an unknown dataset fails here, before anything is written
     warn_about(ds)
     task = Task(ds.images.shape[1], ds.images.shape[-1], len(ds.class_names))
-    budget = Budget(config.budget_flops, config.tolerance, config.max_params, config.channel_multiple)
-    reasons = []
-    for s in config.spaces:
-        space = get_space(s)
-        for seed in range(10):
-            try:
-                fit(space.propose(RandomTrial(seed), task), budget)
-                return
-            except Infeasible as e:
-                reasons.append(str(e))
-    raise DefectNasError(
-        f"no architecture of {', '.join(config.spaces)} meets {config.budget_flops:g} MACs: {reasons[-1]}"
-    )
+
+    def why_not(macs: float) -> str | None:
+        budget = Budget(macs, config.tolerance, config.max_params, config.channel_multiple)
+        reason = ""
+        for s in config.spaces:
+            space = get_space(s)
+            for seed in range(10):
+                try:
+                    fit(space.propose(RandomTrial(seed), task), budget)
+                    return None
+                except Infeasible as e:
+                    reason = str(e)
+        return reason
+
+    reason = why_not(config.budget_flops)
+    if reason is not None:
+        raise DefectNasError(f"no architecture of {', '.join(config.spaces)} meets {config.budget_flops:g} MACs: "
+                             f"{reason}")
+    return lambda macs: why_not(macs) is None
 
 
 def run_folder(args: argparse.Namespace, config: SearchConfig) -> Path:
@@ -268,7 +279,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from(args)
     device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
-    check_budget_feasible(config)
+    feasible = check_budget_feasible(config)
+    if args.target_accuracy is not None:
+        from defect_nas.cli.target import cmd_target
+
+        return cmd_target(args, config, feasible, capped_workers(args.workers), device, started)
     run_dir = run_folder(args, config)
     workers = capped_workers(args.workers)
     check_outside_dataset(run_dir, config.dataset)

@@ -1,0 +1,120 @@
+"""``--target-accuracy``: the cheapest converged network that reaches the user's accuracy.
+
+Why a descending ladder of budgets: NEU saturates at 100M MACs while 10M reach the same accuracy
+(results/benchmarks/neu_10m_probe.*), and the band fit already makes a budget exact. Each rung is an
+ordinary search (explore, promote, converged final seeds) in ``budgets/<N>m/`` under its share of the
+time; the converged winners form the front, and the cheapest whose validation mean reaches the
+target is exported. The first rung is the ceiling (``--budget-flops``), so no point exceeds it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from defect_nas.core.files import write_csv, write_json
+from defect_nas.core.runfolder import RunFolder
+from defect_nas.core.search_config import SearchConfig
+from defect_nas.core.utility import OBJECTIVES
+
+LADDER = (1.0, 0.3, 0.1, 0.03)  # of the ceiling: 100M -> 30M -> 10M -> 3M by default
+MIN_RUNG_S = 300.0  # a rung's search and 3 converged seeds at <= 10M MACs on NEU took ~20 min on 2 cores;
+# under 5 minutes a rung's seeds would not converge: the time is better spent on fewer, longer rungs
+FRONT_COLUMNS = ("budget_flops", "run", "name", "macs", "params", "latency_onnx_ms", "val_accuracy_mean",
+                 "test_accuracy_mean", "test_accuracy_min", "test_accuracy_std", "seeds", "epochs_run",
+                 "reached", "chosen", "note")
+
+RunOne = Callable[[SearchConfig, Path, float], dict]  # (config, run folder, started) -> the run's summary
+
+
+def rungs_that_fit(ceiling: float, time_budget_s: float | None, feasible: Callable[[float], bool]) -> list[float]:
+    """The budgets to try, most expensive first: the ladder's feasible budgets, as many as the time
+    gives each at least MIN_RUNG_S (at least one: the ceiling)."""
+    budgets = [ceiling * f for f in LADDER if feasible(ceiling * f)] or [ceiling]
+    if time_budget_s is not None:
+        budgets = budgets[: max(1, int(time_budget_s // MIN_RUNG_S))]
+    return budgets
+
+
+def keep_descending(points: list[dict], target: float) -> bool:
+    """After a rung: go on unless the target was reached above and missed here (accuracy falls
+    with budget: the cheaper rungs would miss it too, and the time is better left unspent)."""
+    if len(points) < 2:
+        return True
+    return not (points[-1]["reached"] is False and any(p["reached"] for p in points[:-1]))
+
+
+def front_point(budget: float, run: str, summary: dict, target: float) -> dict:
+    """One converged point of the front from a rung's summary (None fields: the rung had no winner)."""
+    w = summary.get("winner") or {}
+    tests = w.get("test_accuracies") or []
+    val = w.get("val_accuracy_mean")
+    return {
+        "budget_flops": budget, "run": run, "name": w.get("name"), "macs": w.get("macs"), "params": w.get("params"),
+        "latency_onnx_ms": w.get("latency_onnx_ms"), "val_accuracy_mean": val,
+        "test_accuracy_mean": w.get("test_accuracy_mean"), "test_accuracy_min": min(tests) if tests else None,
+        "test_accuracy_std": w.get("test_accuracy_std"), "seeds": w.get("seeds"),
+        "epochs_run": w.get("epochs_run"), "reached": None if val is None else val >= target, "chosen": False,
+        "note": None if w else (summary.get("nothing_learned")
+                                or f"no converged winner (trials: {summary.get('trial_counts')})"),
+    }
+
+
+def choose(points: list[dict], target: float, cost: str) -> tuple[dict | None, str | None]:
+    """The cheapest point whose validation mean reaches the target; else the most accurate, with a warning."""
+    done = [p for p in points if p["val_accuracy_mean"] is not None]
+    if not done:
+        return None, None
+    reached = [p for p in done if p["val_accuracy_mean"] >= target]
+    if reached:
+        return min(reached, key=lambda p: (p[cost] if p[cost] is not None else math.inf, p["macs"])), None
+    best = max(done, key=lambda p: p["val_accuracy_mean"])
+    return best, (f"no network reached the target accuracy {target:g}%: the most accurate of {len(done)} "
+                  f"converged point(s) is exported ({best['val_accuracy_mean']:.2f}% validation, {best['run']})")
+
+
+def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunOne, *, started: float,
+               feasible: Callable[[float], bool], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Descend the budget ladder under ``config.time_budget_s`` and export the chosen point to ``winner/``."""
+    budgets = rungs_that_fit(config.budget_flops, config.time_budget_s, feasible)
+    cost = "latency_onnx_ms" if OBJECTIVES.get(config.objective).needs_latency else "macs"
+    deadline = None if config.time_budget_s is None else started + config.time_budget_s
+    run_dir.mkdir(parents=True, exist_ok=True)
+    points: list[dict] = []
+    stopped, interrupted = "the ladder's last budget", False
+    for i, budget in enumerate(budgets):
+        now = time.time()
+        share = None if deadline is None else (deadline - now) / (len(budgets) - i)
+        name = f"{budget / 1e6:g}m"
+        log(f"target {target:g}%: budget {name} ({i + 1} of {len(budgets)})"
+            + ("" if share is None else f", {share / 60:.1f} min"))
+        sub = replace(config, budget_flops=budget, time_budget_s=share)
+        summary = run_one(sub, run_dir / "budgets" / name, now)
+        points.append(front_point(budget, f"budgets/{name}", summary, target))
+        if summary.get("interrupted"):
+            stopped, interrupted = "interrupted", True
+            break
+        if not keep_descending(points, target):
+            stopped = f"budget {name} missed the target that a larger budget reached: cheaper ones would too"
+            break
+    chosen, warning = choose(points, target, cost)
+    if chosen is not None:
+        chosen["chosen"] = True
+        shutil.copytree(run_dir / chosen["run"] / "winner", RunFolder(run_dir).winner, dirs_exist_ok=True)
+    write_csv(run_dir / "front.csv", [{k: p[k] for k in FRONT_COLUMNS} for p in points])
+    result = {
+        "run": run_dir.name, "run_dir": str(run_dir), "target_accuracy": target, "cost": cost,
+        "ladder": [b for b in budgets], "stopped": stopped, "front": points, "winner": chosen, "warning": warning,
+        "interrupted": interrupted, "wall_s": round(time.time() - started, 1),
+        "config": config.to_dict(),
+    }
+    write_json(RunFolder(run_dir).summary, result)
+    from defect_nas.nas.front_report import write_front_report
+
+    write_front_report(RunFolder(run_dir).report, result)
+    return result

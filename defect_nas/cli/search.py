@@ -14,7 +14,7 @@ from rich.live import Live
 
 from defect_nas.cli.evaluate import DATASET_HELP, add_device_arg, add_teacher_args, warn_about
 from defect_nas.cli.numbers import finite_float, int_in, number, positive_float, positive_int, threads_int
-from defect_nas.cli.output import console, print_json
+from defect_nas.cli.output import console, print_json, progress_log
 from defect_nas.cli.progress import print_summary, progress_table
 from defect_nas.core.budget import CHANNEL_MULTIPLE
 from defect_nas.core.errors import DefectNasError
@@ -295,9 +295,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                                  f"{config.describe_differences(stored)};"
                                  f" pass --run NAME for a new one")
     writable_folder(run_dir, "--results")
-    # --json keeps stdout for the summary alone; the progress lines go to stderr, as scripts expect
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (
-        lambda m: console.print(m, style="dim", highlight=False))
+    log = progress_log(args.json)
     if args.json:
         summary = run_search(config, run_dir, storage_url=args.storage, workers=workers, threads=args.threads,
                              log=log, started=started, device=device)

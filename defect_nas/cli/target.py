@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from defect_nas.cli.output import console, print_json
+from defect_nas.cli.output import console, print_json, progress_log
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.search_config import SearchConfig
@@ -31,12 +31,7 @@ def cmd_target(args: argparse.Namespace, config: SearchConfig, feasible: Callabl
     run_dir = target_run_folder(args, config)
     check_outside_dataset(run_dir, config.dataset)
     writable_folder(run_dir, "--results")
-
-    def log(m: str) -> None:
-        if args.json:
-            print(m, file=sys.stderr, flush=True)
-        else:
-            console.print(m, style="dim", highlight=False)
+    log = progress_log(args.json)
 
     def run_one(cfg: SearchConfig, folder: Path, begun: float) -> dict:
         return run_search(cfg, folder, workers=workers, threads=args.threads, log=log, started=begun, device=device)

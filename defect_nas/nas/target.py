@@ -21,6 +21,7 @@ from defect_nas.core.files import write_csv, write_json
 from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.utility import OBJECTIVES
+from defect_nas.nas.front_report import write_front_report
 
 LADDER = (1.0, 0.3, 0.1, 0.03)  # of the ceiling: 100M -> 30M -> 10M -> 3M by default
 MIN_RUNG_S = 300.0  # a rung's search and 3 converged seeds at <= 10M MACs on NEU took ~20 min on 2 cores;
@@ -109,12 +110,10 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
     write_csv(run_dir / "front.csv", [{k: p[k] for k in FRONT_COLUMNS} for p in points])
     result = {
         "run": run_dir.name, "run_dir": str(run_dir), "target_accuracy": target, "cost": cost,
-        "ladder": [b for b in budgets], "stopped": stopped, "front": points, "winner": chosen, "warning": warning,
+        "ladder": list(budgets), "stopped": stopped, "front": points, "winner": chosen, "warning": warning,
         "interrupted": interrupted, "wall_s": round(time.time() - started, 1),
         "config": config.to_dict(),
     }
     write_json(RunFolder(run_dir).summary, result)
-    from defect_nas.nas.front_report import write_front_report
-
     write_front_report(RunFolder(run_dir).report, result)
     return result

@@ -21,7 +21,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.interrupts import stop_status, stopped_by
 from defect_nas.core.runfolder import RunFolder
-from defect_nas.core.search_config import BOUNDS, IMBALANCE_CHOICES, SearchConfig, flag
+from defect_nas.core.search_config import BOUNDS, IMBALANCE_CHOICES, TARGET_SHARES, SearchConfig, flag
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
@@ -74,10 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=field_type("trials"), help="stop after this many finished trials")
     p.add_argument("--time-budget", type=duration,
                    help="the whole run's wall time, e.g. 60m: data, teacher, search, final training, export")
-    p.add_argument("--explore-share", type=field_type("explore_share"), default=0.4,
-                   help="share of the budget for the proxy search")
-    p.add_argument("--promote-share", type=field_type("promote_share"), default=0.15,
-                   help="share for the full-resolution rung")
+    p.add_argument("--explore-share", type=field_type("explore_share"),
+                   help="share of the budget for the proxy search (default 0.4; 0.25 with --target-accuracy)")
+    p.add_argument("--promote-share", type=field_type("promote_share"),
+                   help="share for the full-resolution rung (default 0.15; 0.1 with --target-accuracy)")
     p.add_argument("--epochs", type=field_type("epochs"), default=12,
                    help="epochs of a search trial (pruned earlier when weak)")
     p.add_argument("--proxy-input-size", type=int_in(0, int(BOUNDS["proxy_input_size"].high or 0)), default=None,
@@ -167,6 +167,12 @@ def with_config_file(config: SearchConfig, args: argparse.Namespace) -> SearchCo
                             if flag(f.name)[2:].replace("-", "_") in typed})
 
 
+def _share(typed: float | None, which: int, args: argparse.Namespace) -> float:
+    """A phase share as typed, else the default of the mode (TARGET_SHARES with --target-accuracy)."""
+    plain = (SearchConfig.explore_share, SearchConfig.promote_share)[which]
+    return typed if typed is not None else TARGET_SHARES[which] if args.target_accuracy is not None else plain
+
+
 def min_epochs_of(args: argparse.Namespace) -> int:
     """``--min-epochs`` as typed (SearchConfig rejects one above ``--epochs``, one line); its default
     follows a short ``--epochs`` down, so ``--epochs 2`` alone is valid."""
@@ -187,7 +193,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
         imbalance=args.imbalance, pruner=args.pruner, min_epochs=min_epochs_of(args), top_k=args.top_k,
-        explore_share=args.explore_share, promote_share=args.promote_share, promote_epochs=args.promote_epochs,
+        explore_share=_share(args.explore_share, 0, args), promote_share=_share(args.promote_share, 1, args),
+        promote_epochs=args.promote_epochs,
         accuracy_margin=args.accuracy_margin, patience=args.patience, ema_epochs=args.ema_epochs or None,
         final_seeds=args.final_seeds, final_epochs=args.final_epochs, final_input_size=args.final_input_size,
         teacher=args.teacher, teacher_init=args.teacher_init, teacher_epochs=args.teacher_epochs,

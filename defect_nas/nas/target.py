@@ -5,6 +5,9 @@ Why a descending ladder of budgets: NEU saturates at 100M MACs while 10M reach t
 ordinary search (explore, promote, converged final seeds) in ``budgets/<N>m/`` under its share of the
 time; the converged winners form the front, and the cheapest whose validation mean reaches the
 target is exported. The first rung is the ceiling (``--budget-flops``), so no point exceeds it.
+Before each cheaper rung the ladder is cut to the budgets whose seeds the time left can still train
+to convergence (at the last rung's measured pace): fewer points with converged seeds are worth more
+than more points with starved ones, and when none fits the descent stops.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.nas.front_report import write_front_report
+from defect_nas.nas.plan import MIN_FINAL_EPOCHS, reserve_seconds
 
 LADDER = (1.0, 0.3, 0.1, 0.03)  # of the ceiling: 100M -> 30M -> 10M -> 3M by default
 MIN_RUNG_S = 300.0  # a rung's search and 3 converged seeds at <= 10M MACs on NEU took ~20 min on 2 cores;
@@ -48,6 +52,29 @@ def keep_descending(points: list[dict], target: float) -> bool:
     if len(points) < 2:
         return True
     return not (points[-1]["reached"] is False and any(p["reached"] for p in points[:-1]))
+
+
+def seed_epochs_per_s(summary: dict) -> float | None:
+    """How fast a rung's final seeds trained, all seeds together (seed-epochs per second), or None."""
+    epochs = sum((summary.get("winner") or {}).get("epochs_run") or [])
+    final_s = (summary.get("timeline") or {}).get("final_s")
+    return epochs / final_s if epochs and final_s else None
+
+
+def final_seconds(share_s: float, config: SearchConfig) -> float:
+    """What a rung's final seeds get of its time share (``TimePlan``'s split, set-up taken as nil)."""
+    return (share_s - reserve_seconds(share_s)) * (1 - config.explore_share - config.promote_share)
+
+
+def rungs_worth_running(left_s: float, budgets: list[float], config: SearchConfig, pace: float | None) -> int:
+    """How many of the remaining ``budgets`` (most expensive first) to run: as many as the time left
+    gives each an equal share in which ``config.final_seeds`` seeds train MIN_FINAL_EPOCHS epochs at
+    ``pace`` (the last rung's seed-epochs per second; a cheaper network trains at least as fast).
+    0: no cheaper budget would converge, so the descent stops."""
+    if pace is None:
+        return len(budgets)
+    need = config.final_seeds * MIN_FINAL_EPOCHS / pace
+    return next((k for k in range(len(budgets), 0, -1) if final_seconds(left_s / k, config) >= need), 0)
 
 
 def front_point(budget: float, run: str, summary: dict, target: float) -> dict:
@@ -88,15 +115,29 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
     run_dir.mkdir(parents=True, exist_ok=True)
     points: list[dict] = []
     stopped, interrupted = "the ladder's last budget", False
-    for i, budget in enumerate(budgets):
+    queue, pace = list(budgets), None
+    while queue:
+        if deadline is not None and points:
+            k = rungs_worth_running(deadline - time.time(), queue, config, pace)
+            if k < len(queue):
+                cut = ", ".join(f"{b / 1e6:g}m" for b in queue[k:])
+                log(f"target {target:g}%: {cut} dropped: the time left would not train their "
+                    f"{config.final_seeds} seeds {MIN_FINAL_EPOCHS} epochs at the last budget's pace")
+                queue = queue[:k]
+            if not queue:
+                stopped = (f"the time left trains no cheaper budget's {config.final_seeds} seeds to "
+                           f"{MIN_FINAL_EPOCHS} epochs: the seeds already trained are the front")
+                break
+        budget = queue.pop(0)
         now = time.time()
-        share = None if deadline is None else (deadline - now) / (len(budgets) - i)
+        share = None if deadline is None else (deadline - now) / (len(queue) + 1)
         name = f"{budget / 1e6:g}m"
-        log(f"target {target:g}%: budget {name} ({i + 1} of {len(budgets)})"
+        log(f"target {target:g}%: budget {name} ({len(points) + 1} of {len(points) + len(queue) + 1})"
             + ("" if share is None else f", {share / 60:.1f} min"))
         sub = replace(config, budget_flops=budget, time_budget_s=share)
         summary = run_one(sub, run_dir / "budgets" / name, now)
         points.append(front_point(budget, f"budgets/{name}", summary, target))
+        pace = seed_epochs_per_s(summary) or pace
         if summary.get("interrupted"):
             stopped, interrupted = "interrupted", True
             break

@@ -108,6 +108,9 @@ class SearchConfig:
     top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
     promote_epochs: int = 40  # rung 2's epoch cap (its schedule is sized to its time share)
     accuracy_margin: float = 1.0  # the winner: best NetScore among rung-2 candidates this close to the best
+    fastest_in_band: bool = False  # ... or the lowest measured latency among them (set by --target-accuracy:
+    # the band makes their MACs equal, and at 10M MACs ONNX Runtime throughput then still varies 74-141x
+    # ResNet-50 between designs: results/benchmarks/band_speed.*)
     final_seeds: int = 3
     final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)
     patience: int = 25  # final training stops after this many epochs without a better validation

@@ -214,13 +214,16 @@ def _rung_record(s: dict, params: int, macs: int) -> dict:
             "history": s["history"], "fidelity": _fidelity(s)}
 
 
-def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float = 0.0) -> RungRecord:
+def choose_winner(promoted: list[RungRecord], margin: float, min_accuracy: float = 0.0,
+                  fastest: bool = False) -> RungRecord:
     """The best validation utility (``--objective``: NetScore by default) among rung-2 candidates within
     ``margin`` points of the best rung-2 validation accuracy and above ``min_accuracy`` when any is
-    (test is never looked at)."""
+    (test is never looked at); with ``fastest``, the lowest measured latency among them (untimed last)."""
     best = max(p["val_accuracy"] for p in promoted)
     eligible = [p for p in promoted if p["val_accuracy"] >= best - margin]
     eligible = [p for p in eligible if p["val_accuracy"] >= min_accuracy] or eligible
+    if fastest:
+        return min(eligible, key=lambda p: (p.get("latency_ms") or math.inf, -p["val_accuracy"], p["trial"]))
     return max(eligible, key=lambda p: (p.get("val_utility", p["val_netscore"]), -p["trial"]))
 
 

@@ -134,7 +134,7 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
         name = f"{budget / 1e6:g}m"
         log(f"target {target:g}%: budget {name} ({len(points) + 1} of {len(points) + len(queue) + 1})"
             + ("" if share is None else f", {share / 60:.1f} min"))
-        sub = replace(config, budget_flops=budget, time_budget_s=share)
+        sub = replace(config, budget_flops=budget, time_budget_s=share, fastest_in_band=True)
         summary = run_one(sub, run_dir / "budgets" / name, now)
         points.append(front_point(budget, f"budgets/{name}", summary, target))
         pace = seed_epochs_per_s(summary) or pace

@@ -3,6 +3,9 @@ of the run's recorded test split, scored against the class folder each file sits
 
     DEFECT_NAS_DATA=../shared/datasets .venv/bin/python scripts/check_predict.py results/neu-100m
 
+A ``--target-accuracy`` run (``results/neu-target-99.5``) keeps its split in the chosen budget's folder
+(``budgets/<N>m/``, the same split for every budget); its ``winner/`` is that budget's export.
+
 Prints the accuracy (and balanced accuracy, the mean per-class recall) and writes
 ``RUN/predict_check.json`` (per-file predictions included).
 """
@@ -17,10 +20,13 @@ from pathlib import Path
 
 def main() -> None:
     run = Path(sys.argv[1])
-    split = json.loads((run / "split.json").read_text())
+    source = run  # where split.json and config.json are: a target run's chosen budget
+    if not (run / "split.json").is_file() and (run / "summary.json").is_file():
+        source = run / (json.loads((run / "summary.json").read_text()).get("winner") or {}).get("run", "")
+    split = json.loads((source / "split.json").read_text())
     from defect_nas.data.registry import DATASETS, find_registered
 
-    name = json.loads((run / "config.json").read_text())["dataset"]
+    name = json.loads((source / "config.json").read_text())["dataset"]
     data_root = find_registered(name.lower()) if name.lower() in DATASETS else Path(name)
     files = [data_root / p for p in split["test"]]
     cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *map(str, files), "--json"]

@@ -91,3 +91,18 @@ def test_fit_keeps_widths_in_the_multiple_asked_for_when_the_band_allows_it():
     assert hits >= 7  # the fit before it (multiples of 4 by a common multiplier only, else any width): 0 of 8
     with pytest.raises(DefectNasError, match="--channel-multiple"):
         SearchConfig(channel_multiple=3)
+
+
+@pytest.mark.parametrize("space, budget, at_least", [("residual", 10e6, 15), ("residual", 3e6, 10),
+                                                     ("lw", 10e6, 15), ("lw", 3e6, 5), ("vgg-student", 10e6, 15)])
+def test_the_spaces_reach_the_target_ladders_low_budgets_at_neus_resolution(space, budget, at_least):
+    """--target-accuracy descends to 10M and 3M MACs at 200 px: most first draws of a space must fit
+    there exactly (vgg-student, Kim et al.'s full-resolution first conv, stops near 3.5M)."""
+    task, b = Task(1, 200, 6), Budget(budget)
+    fitted = []
+    for seed in range(20):
+        try:
+            fitted.append(fit(all_spaces()[space].propose(RandomTrial(seed), task), b))
+        except Infeasible:
+            pass
+    assert len(fitted) >= at_least and all(b.contains(cost(s).macs) for s in fitted)

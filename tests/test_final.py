@@ -87,6 +87,16 @@ def test_winner_is_the_best_netscore_within_the_accuracy_margin():
     assert choose_winner(promoted, margin=2.0, min_accuracy=100.5)["trial"] == 3  # and never empties the choice
 
 
+def test_with_a_target_the_winner_in_a_band_is_the_fastest_within_the_margin_untimed_last():
+    promoted = [{"trial": 1, "val_accuracy": 100.0, "val_netscore": 90.0, "latency_ms": 0.9},
+                {"trial": 2, "val_accuracy": 99.2, "val_netscore": 95.0, "latency_ms": 0.4},
+                {"trial": 3, "val_accuracy": 98.5, "val_netscore": 99.0, "latency_ms": 0.2},
+                {"trial": 4, "val_accuracy": 99.9, "val_netscore": 99.5, "latency_ms": None}]
+    assert choose_winner(promoted, margin=1.0, fastest=True)["trial"] == 2  # 0.4 ms; trial 3 is out of the margin
+    assert choose_winner(promoted, margin=0.0, fastest=True)["trial"] == 1  # the only one at 100%
+    assert choose_winner(promoted, margin=1.0)["trial"] == 4  # without a target: NetScore, as before
+
+
 def test_an_older_run_config_loads_with_todays_defaults_for_new_keys():
     old = {**SearchConfig().to_dict(), "search_share": 0.8, "baseline_epochs": None}
     for key in ("explore_share", "promote_share", "promote_epochs", "accuracy_margin", "patience"):

@@ -101,7 +101,7 @@ def test_an_unreached_target_under_a_ceiling_exports_the_most_accurate_point_wit
     results = tmp_path / "results"
     p = cli("search", "--dataset", str(noise), *TINY, "--trials", "2", "--target-accuracy", "99",
             "--results", str(results), "--json", "--epochs", "1", "--final-epochs", "1", "--promote-epochs", "1",
-            "--top-k", "1", "--final-seeds", "1")
+            "--top-k", "1", "--final-seeds", "1", "--baselines", "")  # no baselines: 4 rungs x prototypes
     out = json.loads(p.stdout)
     run = results / "noise-target-99"
     front = list(csv.DictReader((run / "front.csv").open()))
@@ -117,5 +117,7 @@ def test_an_unreached_target_under_a_ceiling_exports_the_most_accurate_point_wit
     assert len(chosen) == 1 and float(chosen[0]["val_accuracy_mean"]) == best
     exported = json.loads((run / "winner" / "metrics.json").read_text())
     assert exported["macs"] == int(chosen[0]["macs"]) and (run / "winner" / "model.onnx").is_file()
+    config = json.loads((run / "summary.json").read_text())["config"]
+    assert (config["explore_share"], config["promote_share"]) == TARGET_SHARES  # the seeds get 65% of each rung
     page = (run / "report.html").read_text()
     assert page.count("<svg") == 2 and "target 99%" in page and "WARNING" in page

@@ -90,3 +90,17 @@ def test_cost_of_a_hand_computed_network():
     assert cost(spec).params == 72 + 16 + 8 * 3 + 3
     with torch.no_grad():
         assert build(spec)(torch.zeros(1, 1, 32, 32)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_a_net_fitted_to_1m_macs_at_200px_is_counted_exactly(space):
+    """1M MACs at 200 px needs the fit's last resort (a pooled or smaller first layer): still exact."""
+    fitted = []
+    for seed in range(20):
+        try:
+            fitted.append(fit(all_spaces()[space].propose(RandomTrial(seed), Task(1, 200, 6)), Budget(1e6)))
+        except Infeasible:
+            continue
+    assert fitted
+    for spec in fitted[:3]:
+        assert Budget(1e6).contains(macs(spec)) and macs(spec) == fvcore_macs(build(spec), 1, 200), spec.to_json()

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 from defect_nas.core.cost import cost
-from defect_nas.core.errors import DefectNasError, Infeasible
-from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv
+from defect_nas.core.errors import DefectNasError, Infeasible, SpecError
+from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv, feature_sizes
 
 MIN_WIDTH = 4
 CHANNEL_MULTIPLE = 4  # fit prefers widths that are multiples of this (vectorise well), else any width
@@ -163,6 +163,34 @@ def _deeper(spec: ArchSpec) -> ArchSpec | None:
     return dataclasses.replace(spec, stages=tuple(stages))
 
 
+def _cheaper_first_layer(spec: ArchSpec, size: int) -> ArchSpec | None:
+    """The first layer downsampling 2x more (a 3x3/2 max-pool added, else its stride 1 made 2), else
+    its kernel one size smaller (7 -> 5 -> 3): the last resort when even the narrowest, shallowest net
+    costs too much at the data's resolution (a low rung of --target-accuracy's ladder, e.g. 1M MACs
+    at 200 px, where a 7x7 stem alone costs 2M); None when there is no such step or the maps would
+    collapse."""
+    first = spec.stem[0] if spec.stem else (spec.stages[0][0] if spec.stages and spec.stages[0] else None)
+    if not isinstance(first, Conv):
+        return None
+    if first.pool == 0:
+        new = dataclasses.replace(first, pool=3)
+    elif first.stride == 1:
+        new = dataclasses.replace(first, stride=2)
+    elif first.kernel > 3:
+        new = dataclasses.replace(first, kernel=first.kernel - 2)
+    else:
+        return None
+    if spec.stem:
+        candidate = dataclasses.replace(spec, stem=(new, *spec.stem[1:]))
+    else:
+        candidate = dataclasses.replace(spec, stages=((new, *spec.stages[0][1:]), *spec.stages[1:]))
+    try:
+        feature_sizes(candidate, size)
+    except SpecError:
+        return None
+    return candidate
+
+
 def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None, multiple: int | None = None) -> ArchSpec:
     """Return ``spec`` rescaled so its MACs lie in the budget's band, or raise Infeasible; widths are
     multiples of ``multiple`` (default: the budget's ``channel_multiple``) where a common width
@@ -187,6 +215,8 @@ def fit(spec: ArchSpec, budget: Budget, input_size: int | None = None, multiple:
             break  # depth oscillates around the band: no depth hits it
         direction = step
         nxt = _shallower(current) if step < 0 else _deeper(current)
+        if nxt is None and step < 0 and result == "big":
+            nxt = _cheaper_first_layer(current, size)
         if nxt is None:
             band = f"{budget.low:,.0f}..{budget.high:,.0f} MACs"
             if result == "gap":

@@ -109,7 +109,7 @@ class SearchConfig:
     promote_epochs: int = 40  # rung 2's epoch cap (its schedule is sized to its time share)
     accuracy_margin: float = 1.0  # the winner: best NetScore among rung-2 candidates this close to the best
     fastest_in_band: bool = False  # ... or the lowest measured latency among them (set by --target-accuracy:
-    # the band makes their MACs equal, and at 10M MACs ONNX Runtime throughput then still varies 74-141x
+    # the band makes their MACs equal, and at 10M MACs ONNX Runtime throughput then still varies 37-119x
     # ResNet-50 between designs: results/benchmarks/band_speed.*)
     final_seeds: int = 3
     final_epochs: int = 150  # the winner's epoch cap per seed (sized to the time left when budgeted)

@@ -76,6 +76,15 @@ def test_promotion_is_accuracy_first_one_per_architecture_and_respects_the_floor
     assert [r["number"] for r in promotion_candidates(rows, 5, min_accuracy=99.5)] == [3, 1, 0, 6]  # no one: all
 
 
+
+def test_with_a_target_the_budgets_prototype_enters_rung_2_second_whatever_its_proxy_score():
+    rows = [_row(0, 91.0, 40_000, "proto"), _row(1, 94.0, 600_000), _row(2, 93.0, 100_000), _row(3, 92.0, 90_000)]
+    rows[0]["prototype"] = "resnet-proto"
+    assert [r["number"] for r in promotion_candidates(rows, 2, 95)] == [1, 2]  # a plain search: proxy accuracy
+    assert [r["number"] for r in promotion_candidates(rows, 2, 95, with_prototype=True)] == [1, 0]
+    assert [r["number"] for r in promotion_candidates(rows, 3, 95, with_prototype=True)] == [1, 0, 2]
+
+
 def test_winner_is_the_best_netscore_within_the_accuracy_margin():
     promoted = [{"trial": 1, "val_accuracy": 100.0, "val_netscore": 90.0},
                 {"trial": 2, "val_accuracy": 99.2, "val_netscore": 95.0},

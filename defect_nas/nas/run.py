@@ -181,7 +181,8 @@ def write_results(ctx: SearchContext, study: optuna.Study, run_dir: Path, *, fin
     summary = base_summary(cfg, study, run_dir, Recipe.for_data(cfg, ctx.dataset, recipe_level(study)))
     if ctx.teacher_note:
         summary["notes"].append(ctx.teacher_note)
-    entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy)
+    entrants = promotion_candidates(rows, cfg.top_k if finalize else 1, cfg.min_accuracy,
+                                    with_prototype=finalize and cfg.fastest_in_band)
     if not entrants:
         log("no trial finished: nothing to export")
         write_report(RunFolder(run_dir).report, summary, rows)

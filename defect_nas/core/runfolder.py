@@ -82,6 +82,11 @@ class RunFolder:
         return self.path / ".lock"
 
     @property
+    def ask_lock(self) -> Path:
+        """Held by a local worker from counting the trials until its next trial exists (nas.workers)."""
+        return self.path / ".ask.lock"
+
+    @property
     def teacher_lock(self) -> Path:
         """Held by the worker that fine-tunes the recipe's transfer teacher; the others wait, then load it."""
         return self.path / ".teacher.lock"

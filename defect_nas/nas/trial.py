@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -67,9 +68,10 @@ def propose(trial: Any, config: SearchConfig, task: Task) -> tuple[str, ArchSpec
 class Objective:
     """One trial: generate, fit, check constraints, train (pruned per epoch), score."""
 
-    def __init__(self, ctx: SearchContext):
+    def __init__(self, ctx: SearchContext, on_start: Callable[[], None] | None = None):
         self.ctx = ctx
         self.multi = strategy(ctx.config).multi_objective
+        self.on_start = on_start  # called once the trial exists (RUNNING): the worker's ask lock is released
 
     def _penalty(self) -> float | tuple[float, float, float]:
         return (0.0, 1e18, 1e18) if self.multi else PENALTY
@@ -111,6 +113,8 @@ class Objective:
         return tuple(same.values) if self.multi else same.value
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float, float]:
+        if self.on_start is not None:
+            self.on_start()
         cfg, ctx = self.ctx.config, self.ctx
         task = ctx.task
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

@@ -4,6 +4,7 @@ deadline; ``worker_process`` is what ``nas.procs.explore`` spawns."""
 
 from __future__ import annotations
 
+import fcntl
 import time
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import optuna
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.search_config import SearchConfig
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.context import SearchContext, check_choices, ensure_recipe_teacher, load_context
@@ -67,16 +69,33 @@ def finished_count(study: optuna.Study, running: bool = False) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+class AskLock:
+    """Local workers take turns from counting the trials to their next trial's start: two that both
+    counted N-1 trials each started one, and a 5-trial run ended with 6 (CI, 2026-12-05). A file lock
+    in the run folder serialises that step on this machine (PostgreSQL workers elsewhere are not in it)."""
+
+    def __init__(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.file = RunFolder(run_dir).ask_lock.open("a")
+
+    def acquire(self) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+
+
 def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, deadline: float | None) -> None:
     """The loop of one worker process: trials until the trial count or the deadline is reached."""
     ctx.deadline = deadline
     ctx.recipe_level = recipe_level(study)
-    objective = Objective(ctx)
+    lock = AskLock(ctx.run_dir)
+    objective = Objective(ctx, on_start=lock.release)
     callbacks = []
     if n_trials is not None:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         callbacks.append(optuna.study.MaxTrialsCallback(n_trials, states=states))
-    while True:  # trials still running elsewhere count: with only finished ones, 2 workers ended with N + 1
+    while True:
         if n_trials is not None and finished_count(study, running=True) >= n_trials:
             return
         remaining = None if deadline is None else deadline - time.time()
@@ -91,11 +110,17 @@ def run_worker(ctx: SearchContext, study: optuna.Study, n_trials: int | None, de
         ensure_recipe_teacher(ctx)  # the ladder's transfer rung fine-tunes its teacher once; other rungs: nothing
         if ctx.recipe_teacher is not None and RECIPE_TEACHER_ATTR not in study.user_attrs:
             study.set_user_attr(RECIPE_TEACHER_ATTR, ctx.recipe_teacher)
-        remaining = None if deadline is None else deadline - time.time()  # a teacher may have taken some of it
-        if remaining is not None and remaining <= 0:
-            return
-        study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
-                       gc_after_trial=True)
+        lock.acquire()  # released as soon as the next trial exists (Objective.on_start), or below
+        try:  # trials running elsewhere count: with only finished ones, 2 workers ended with N + 1
+            if n_trials is not None and finished_count(study, running=True) >= n_trials:
+                return
+            remaining = None if deadline is None else deadline - time.time()  # a teacher may have taken some
+            if remaining is not None and remaining <= 0:
+                return
+            study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(RuntimeError,),
+                           gc_after_trial=True)
+        finally:
+            lock.release()
 
 
 def worker_process(job: WorkerJob, worker: int) -> None:

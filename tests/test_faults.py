@@ -384,7 +384,7 @@ def test_sigterm_to_a_worker_fails_its_running_trial_and_exits_143(parts, tmp_pa
     workers.create_or_load_study(config, open_storage(url), "shared")
 
     class Stopped:
-        def __init__(self, ctx):
+        def __init__(self, ctx, on_start=None):
             pass
 
         def __call__(self, trial):

@@ -109,7 +109,7 @@ def test_an_unreachable_storage_on_an_existing_run_rewrites_none_of_its_files(tm
 def test_a_model_folder_without_its_class_names_is_refused(labels, message, tmp_path, capsys):
     model = tmp_path / "model"
     model.mkdir()
-    for name in ("arch.json", "weights.safetensors"):
+    for name in ("arch.json", "model.onnx"):
         (model / name).write_bytes((WINNER / name).read_bytes())
     if labels is not None:
         (model / "labels.json").write_text(labels)
@@ -241,7 +241,7 @@ def test_a_pickle_disguised_as_safetensors_is_rejected_unrun(tmp_path, capsys):
     from PIL import Image
 
     Image.new("L", (200, 200), 128).save(image)
-    assert main(["predict", str(model), str(image)]) == 2
+    assert main(["explain", str(model), str(image), "--out", str(tmp_path / "maps")]) == 2  # reads the weights
     one_line(capsys, "weights.safetensors")
     assert not (tmp_path / "pwned").exists()
 
@@ -265,7 +265,8 @@ def test_search_refuses_a_run_folder_inside_its_dataset_folder(tmp_path, capsys)
 
 NUMBER_PROBES = ("nan", "inf", "-1", "two")  # no numeric flag of defect-nas takes -1: each is rejected
 POSITIONALS = {"cost": ["spec.json"], "predict": ["model", "x.png"], "benchmark": ["model"], "export": ["run"],
-               "explain": ["target"], "analyze": ["teacher"], "train": ["--arch", "x"],
+               "explain": ["target"], "analyze": ["teacher"], "train": ["--arch", "x"], "serve": ["model"],
+               "operating-point": ["run"],
                "netscore": ["--accuracy", "90", "--params", "1e6", "--macs", "1e8"],
                "worker": ["--study", "s", "--storage", "sqlite:///s.db"]}
 

@@ -106,7 +106,7 @@ def test_predict_runs_the_int8_model_of_an_int8_export_and_says_so(trained, tmp_
     int8 model; it now runs what was exported for deployment, and --json says which it ran."""
     from defect_nas.data.preprocess import model_input
     from defect_nas.deploy.model import load_model
-    from defect_nas.deploy.onnx import INPUT_NAME, ort_session
+    from defect_nas.deploy.runtimes import INPUT_NAME, ort_session
 
     ds, split, folder = trained
     model, spec, labels = load_model(folder)

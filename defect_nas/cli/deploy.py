@@ -28,12 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: RUN/export-<trial|winner>)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="classify images with an exported model")
-    p.add_argument("model", help="a model folder, e.g. results/neu-100m/winner")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
     p = sub.add_parser("benchmark", help="latency/throughput of a model vs ResNet-50, eager and ONNX Runtime")
     p.add_argument("model")
     p.add_argument("--threads", type=threads_int, help="torch and ORT threads (default: all cores)")
@@ -98,23 +92,6 @@ def cmd_export(args: argparse.Namespace) -> None:
                       f"({int8 - fp32:+.2f} points)")
     for p in written:
         console.print(f"wrote {p}")
-
-
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    from defect_nas.deploy.predictor import Predictor
-
-    predictor = Predictor(args.model)
-    ran = predictor.ran
-    results = [{"path": p.path, "label": p.label, "probability": p.probability, "runtime": ran["runtime"],
-                "precision": ran["precision"]} for p in predictor.predict(args.images)]
-    if args.json:
-        print_json(results)
-        return
-    for r in results:
-        console.print(f"{r['path']}: [bold]{r['label']}[/] ({r['probability']:.3f})")
-    console.print(f"ran {ran['file']}: {ran['runtime']}, {ran['precision']}", style="dim", highlight=False)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:

@@ -43,12 +43,14 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _load(model_dir: Path, files: list[str]):
-    from defect_nas.data.preprocess import model_input
-    from defect_nas.deploy.predictor import Predictor
+    import torch
 
-    predictor = Predictor(model_dir)
-    x = predictor.read(files)
-    return predictor.model, predictor.labels, x, model_input(x)
+    from defect_nas.data.preprocess import model_input, read_for_model
+    from defect_nas.deploy.model import load_model
+
+    model, spec, labels = load_model(model_dir)
+    x = torch.cat([read_for_model(f, spec.in_channels, spec.input_size) for f in files])
+    return model, labels, x, model_input(x)
 
 
 def _explain_files(model_dir: Path, args: argparse.Namespace) -> None:

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from defect_nas.cli import analyze, deploy, design, evaluate, explain, search
+    from defect_nas.cli import analyze, deploy, design, evaluate, explain, line, search
 
     parser = _Parser(prog="defect-nas", description="Design compact defect classifiers under a compute budget.")
     parser.add_argument("--version", action="version", version=f"defect-nas {__version__}")
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     search.register(sub)
     deploy.register(sub)
+    line.register(sub)
     explain.register(sub)
     analyze.register(sub)
     return parser

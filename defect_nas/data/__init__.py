@@ -7,20 +7,41 @@
 Errors a user can fix raise `defect_nas.core.errors.DataError` with one line naming the file or folder.
 """
 
-from .dagm import (
-    dagm_image_labels,
-    dagm_image_predictions,
-    dagm_patch_origins,
-    dagm_train_origin,
-    dagm_vote,
-    load_dagm,
-)
-from .dataset import Dataset, compute_fingerprint
-from .folder import is_negative_name
-from .importer import import_neu
-from .layouts import NEU_CLASSES, neu_class, neu_class_from_stem
-from .registry import DATA_ENV, DATASETS, dataset_folder, list_datasets, load_dataset, resolve_data_root, scan_path
-from .splits import Split, make_split, sample_groups
+_HOME = {  # name -> submodule: imported on first use, so `defect_nas.data.imageio` (the stand-alone
+    # predictor's decoder) loads without torch, which the dataset modules import
+    "DATASETS": "registry",
+    "DATA_ENV": "registry",
+    "Dataset": "dataset",
+    "NEU_CLASSES": "layouts",
+    "Split": "splits",
+    "compute_fingerprint": "dataset",
+    "dagm_image_labels": "dagm",
+    "dagm_image_predictions": "dagm",
+    "dagm_patch_origins": "dagm",
+    "dagm_train_origin": "dagm",
+    "dagm_vote": "dagm",
+    "dataset_folder": "registry",
+    "import_neu": "importer",
+    "is_negative_name": "folder",
+    "list_datasets": "registry",
+    "load_dagm": "dagm",
+    "load_dataset": "registry",
+    "make_split": "splits",
+    "neu_class": "layouts",
+    "neu_class_from_stem": "layouts",
+    "resolve_data_root": "registry",
+    "sample_groups": "splits",
+    "scan_path": "registry",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "DATA_ENV",

@@ -26,6 +26,7 @@ Policies (documented here because users see their effect):
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -87,17 +88,19 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb, "RGB").convert("L"), dtype=np.uint8)
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """Decode one file fully; any failure becomes a DataError that names the file."""
+def decode_image(path: Path | bytes, name: str = "upload") -> np.ndarray:
+    """Decode one file (or its bytes, as an HTTP upload brings them) fully; any failure becomes a
+    DataError that names the file."""
+    where = path if isinstance(path, Path) else name
     try:
-        with Image.open(path) as im:
+        with Image.open(path if isinstance(path, Path) else io.BytesIO(path)) as im:
             im.load()
             return _to_array(im)
     except FileNotFoundError:
-        raise DataError(f"image {path} disappeared while loading: re-run once the folder is stable") from None
+        raise DataError(f"image {where} disappeared while loading: re-run once the folder is stable") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot decode image {path} ({reason}): replace or delete the file") from None
+        raise DataError(f"cannot decode image {where} ({reason}): replace or delete the file") from None
 
 
 def normalize_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -225,3 +228,19 @@ def read_images(
         "resize": resize,
     }
     return out, [h for h, _ in results], info
+
+
+def read_for_model(image: Path | bytes, channels: int, size: int, name: str = "upload") -> np.ndarray:
+    """uint8 [1, channels, size, size] of one image file (or its bytes: an HTTP upload), decoded and
+    sized by the training data's own policy (16-bit keeps its high byte, grayscale saved as RGB stays
+    grayscale, another size is scaled to the square axis by axis, nothing cropped away): what
+    ``predict``, ``serve`` and ``explain`` give the model. A missing or unreadable file is one line."""
+    where = name if isinstance(image, bytes) else str(image)
+    if not isinstance(image, bytes) and not Path(image).is_file():
+        raise DataError(f"{where}: no such image")
+    try:
+        arr = decode_image(image, name)
+    except DataError:
+        raise DataError(f"{where}: not a readable image") from None
+    return np.array(to_chw(fit(arr, (size, size)), channels), copy=True)[None]  # writable, contiguous
+

@@ -9,30 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from defect_nas.core.errors import DataError, DefectNasError
+from defect_nas.core.errors import DefectNasError
 from defect_nas.core.runfolder import RunFolder
+from defect_nas.data import imageio
 from defect_nas.data.dataset import Dataset
-from defect_nas.data.imageio import decode_image, fit, to_chw
 from defect_nas.data.splits import Split
 
 
 def read_for_model(path: str | Path, channels: int, size: int) -> torch.Tensor:
-    """uint8 [1, channels, size, size] of one image file, decoded and sized by the training data's
-    own policy (``data.imageio``: 16-bit keeps its high byte, grayscale saved as RGB
-    stays grayscale, another size is scaled to the square axis by axis, nothing cropped away); a
-    missing or unreadable file is one line."""
-    if not Path(path).is_file():
-        raise DefectNasError(f"{path}: no such image")
-    try:
-        arr = decode_image(Path(path))
-    except DataError:
-        raise DefectNasError(f"{path}: not a readable image") from None
-    arr = fit(arr, (size, size))
-    return torch.from_numpy(np.array(to_chw(arr, channels), copy=True))[None]  # writable, contiguous
+    """``data.imageio.read_for_model`` as a uint8 tensor [1, channels, size, size] (``explain``)."""
+    return torch.from_numpy(imageio.read_for_model(Path(path), channels, size))
 
 
 def model_input(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -63,10 +52,11 @@ class RecordedTest:
     split: Split
 
 
-def recorded_test(run_dir: str | Path, size: int, labels: tuple[str, ...]) -> RecordedTest:
+def recorded_test(run_dir: str | Path, size: int, labels: tuple[str, ...], part: str = "test") -> RecordedTest:
     """A run's recorded test split as the exported model sees it: uint8 pixels at the model's ``size``
     (as training scored them), the true label as an index into the model's ``labels``, the files. One
-    function for ``explain`` and the int8 check, so both score the same images."""
+    function for ``explain``, the int8 check and the operating point, so all score the same images
+    (``part="val"``: the validation split, which the operating point is chosen on)."""
     from defect_nas.data.registry import load_dataset
 
     run = RunFolder(run_dir)
@@ -74,8 +64,12 @@ def recorded_test(run_dir: str | Path, size: int, labels: tuple[str, ...]) -> Re
         raise DefectNasError(f"{run.path}: not a run folder (config.json and split.json are missing): give the "
                              "folder defect-nas search or train wrote")
     dataset = load_dataset(run.read_config()["dataset"])
-    split = Split.from_json(run.read_split(), dataset)
-    test = split.test.tolist()
-    truth = torch.tensor([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in test])
-    return RecordedTest(resize_uint8(dataset.images[test], size), truth, [dataset.paths[i] for i in test],
+    return recorded_part(dataset, Split.from_json(run.read_split(), dataset), size, labels, part)
+
+
+def recorded_part(dataset: Dataset, split: Split, size: int, labels: tuple[str, ...], part: str) -> RecordedTest:
+    """One part of a loaded dataset's split as the exported model sees it (see ``recorded_test``)."""
+    idx = split.part(part).tolist()
+    truth = torch.tensor([labels.index(dataset.class_names[int(dataset.labels[i])]) for i in idx])
+    return RecordedTest(resize_uint8(dataset.images[idx], size), truth, [dataset.paths[i] for i in idx],
                         dataset, split)

@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save_file
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_text_atomic
 from defect_nas.core.runfolder import RunFolder
-from defect_nas.core.spec import ArchSpec, load_spec
+from defect_nas.core.spec import ArchSpec
+from defect_nas.deploy.folder import read_labels, read_spec
 from defect_nas.deploy.onnx import export_onnx
 from defect_nas.search_spaces.build import build
 
@@ -59,10 +60,10 @@ def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, .
 def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str, ...]]:
     """Rebuild a saved model from arch.json + weights.safetensors (no pickle involved)."""
     folder = Path(folder)
-    if not (folder / "arch.json").is_file() or not (folder / "weights.safetensors").is_file():
-        raise DefectNasError(f"{folder}: not a model folder (needs arch.json and weights.safetensors)")
-    spec = load_spec(str(folder / "arch.json"))
-    names = _labels(folder / "labels.json", spec.num_classes)
+    spec = read_spec(folder)
+    if not (folder / "weights.safetensors").is_file():
+        raise DefectNasError(f"{folder}: not a model folder with weights (needs weights.safetensors)")
+    names = read_labels(folder / "labels.json", spec.num_classes)
     model = build(spec)
     try:
         model.load_state_dict(load_file(folder / "weights.safetensors"))
@@ -71,20 +72,6 @@ def load_model(folder: str | Path) -> tuple[torch.nn.Module, ArchSpec, tuple[str
             f"{folder / 'weights.safetensors'}: does not fit arch.json ({e.__class__.__name__})"
         ) from None
     return model.eval(), spec, names
-
-
-def _labels(path: Path, classes: int) -> tuple[str, ...]:
-    """The class names, in output order: a prediction without them would name no defect."""
-    if not path.is_file():
-        raise DefectNasError(f"{path}: missing; write the {classes} class names as a JSON list in output order,"
-                             " or export the model again (defect-nas export RUN)")
-    try:
-        names = json.loads(path.read_text())
-    except ValueError:
-        names = None
-    if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
-        raise DefectNasError(f"{path}: must be a JSON list of the model's {classes} class names")
-    return tuple(names)
 
 
 def model_card(name: str, spec: ArchSpec, summary: dict, data: dict) -> str:

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from defect_nas.core.errors import DefectNasError
+from defect_nas.deploy.runtimes import INPUT_NAME, ort_session
 
-INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
@@ -70,20 +70,6 @@ def forward_checked(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
             f"model must return one tensor for latency/export, got {type(out).__name__}"
         )
     return out
-
-
-def ort_session(path: str | Path, threads: int | None = None) -> Any:
-    """ONNX Runtime CPU session; ``threads`` sets intra-op threads (inter-op stays 1)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.inter_op_num_threads = 1
-    if threads is not None:
-        opts.intra_op_num_threads = int(threads)
-    opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def verify_onnx(

@@ -1,6 +1,8 @@
-"""A model folder ready to classify image files: the one path ``predict``, ``explain`` and the model
-card's snippet share, so a file gives the model what training gave it (``data.preprocess``) and a
-line PC needs only this room (``deploy`` imports neither the search nor the trainer)."""
+"""A model folder ready to classify image files on a line PC: numpy, Pillow and one runtime (ONNX
+Runtime, or OpenVINO), nothing of the search, the trainer or torch (an import-linter contract and a
+test that blocks those imports prove it). ``predict``, ``serve`` and the model card's snippet use it;
+a file gives the model what training gave it (``data.imageio``: the training data's decoder and size
+policy, pixels / 255)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from defect_nas.data.preprocess import model_input, read_for_model
-from defect_nas.deploy.model import load_model
+from defect_nas.core.errors import DefectNasError
+from defect_nas.data.imageio import read_for_model
+from defect_nas.deploy.decision import OperatingPoint, load_operating_point
+from defect_nas.deploy.folder import read_labels, read_spec
+from defect_nas.deploy.runtimes import RUNTIMES, logits_fn
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -21,46 +25,60 @@ class Prediction:
     path: str
     label: str
     probability: float
+    decision: str | None  # "OK" / "NG" at the operating point; None when the folder has none
+    probabilities: dict[str, float]
 
 
 class Predictor:
-    """What ``predict`` runs: the int8 ONNX model when the folder was exported with ``--format
-    onnx-int8`` (that export is what gets deployed; predict once ran the fp32 weights beside it), else
-    the fp32 weights in PyTorch. ``model`` is always the fp32 network (``explain`` attributes it)."""
+    """What ``predict`` and ``serve`` run: ``model.int8.onnx`` when the folder was exported with
+    ``--format onnx-int8`` (that export is what gets deployed), else ``model.onnx`` (checked against
+    PyTorch at export); OpenVINO reads its own ``model.xml`` when ``export --format openvino`` wrote
+    one. ``operating_point`` overrides the folder's stored one."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, runtime: str = "onnxruntime", threads: int | None = None,
+                 operating_point: OperatingPoint | None = None):
+        if runtime not in RUNTIMES:
+            raise DefectNasError(f"--runtime {runtime!r}: choose from {', '.join(RUNTIMES)}")
         self.folder = Path(folder)
-        self.model, self.spec, self.labels = load_model(self.folder)  # also checks the folder whole
-        int8 = self.folder / "model.int8.onnx"
-        self._session = None
-        if int8.is_file():
-            from defect_nas.deploy.onnx import ort_session
+        self.spec = read_spec(self.folder)
+        self.labels = read_labels(self.folder / "labels.json", self.spec.num_classes)
+        self.operating_point = operating_point or load_operating_point(self.folder, self.labels)
+        self.file = self._model_file(runtime)
+        self._logits = logits_fn(self.file, runtime, threads)
+        precision = "int8" if ".int8." in self.file.name else "fp32"
+        self.ran = {"runtime": runtime, "precision": precision, "file": self.file.name}
 
-            self._session = ort_session(int8)
-            self.ran = {"runtime": "onnxruntime", "precision": "int8", "file": int8.name}
-        else:
-            self.ran = {"runtime": "pytorch", "precision": "fp32", "file": "weights.safetensors"}
+    def _model_file(self, runtime: str) -> Path:
+        names = ["model.int8.onnx", "model.onnx"]
+        if runtime == "openvino":
+            names = ["model.int8.xml", "model.xml", *names]
+        for name in names:
+            if (self.folder / name).is_file():
+                return self.folder / name
+        raise DefectNasError(f"{self.folder}: no model.onnx to run; export it: defect-nas export RUN --format onnx")
 
-    def read(self, paths: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """uint8 [N, C, H, W] of image files, decoded and sized as training saw its data."""
-        return torch.cat([read_for_model(p, self.spec.in_channels, self.spec.input_size) for p in paths])
+    def read(self, image: str | Path | bytes, name: str = "upload") -> np.ndarray:
+        """uint8 [1, C, H, W] of one image file (or its bytes), as training saw its data."""
+        return read_for_model(image if isinstance(image, bytes) else Path(image), self.spec.in_channels,
+                              self.spec.input_size, name)
 
-    def probabilities(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """Class probabilities [N, classes] of uint8 model-size pixels."""
-        x = model_input(x_uint8)
-        if self._session is not None:
-            from defect_nas.deploy.onnx import INPUT_NAME
+    def probabilities(self, x_uint8: np.ndarray) -> np.ndarray:
+        """Class probabilities [N, classes] (float64) of uint8 model-size pixels."""
+        logits = np.asarray(self._logits(x_uint8.astype(np.float32) / 255), dtype=np.float64)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
-            logits = self._session.run(None, {INPUT_NAME: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-            return torch.softmax(torch.from_numpy(logits), 1)
-        with torch.no_grad():
-            return torch.softmax(self.model(x), 1)
+    def classify(self, x_uint8: np.ndarray, paths: list[str]) -> list[Prediction]:
+        """Predictions of already-read pixels, with the decision at the operating point."""
+        prob = self.probabilities(x_uint8)
+        decisions = self.operating_point.decide(prob) if self.operating_point else [None] * len(prob)
+        out = []
+        for path, p, d in zip(paths, prob, decisions):
+            k = int(p.argmax())
+            out.append(Prediction(path, self.labels[k], float(p[k]), d,
+                                  {name: float(v) for name, v in zip(self.labels, p)}))
+        return out
 
     def predict(self, paths: list[str] | tuple[str, ...]) -> list[Prediction]:
         """The most probable class of each image file (one file at a time: a line PC sees one part)."""
-        out = []
-        for p in paths:
-            prob = self.probabilities(self.read([p]))[0]
-            k = int(prob.argmax())
-            out.append(Prediction(str(p), self.labels[k], float(prob[k])))
-        return out
+        return [self.classify(self.read(p), [str(p)])[0] for p in paths]

@@ -25,7 +25,7 @@ from onnxruntime.quantization import (
 )
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.deploy.onnx import INPUT_NAME, ort_session
+from defect_nas.deploy.runtimes import INPUT_NAME, ort_session
 
 
 class _Batches(CalibrationDataReader):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defect_nas.deploy.onnx import ort_session
+from defect_nas.deploy.runtimes import ort_session
 
 GEMM = 1024
 

@@ -9,7 +9,7 @@ the plain rows those files hold. ``total=False`` marks records whose fields depe
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class TrialRow(TypedDict):
@@ -138,6 +138,7 @@ class WinnerRecord(TypedDict):
     final: FinalRecord
     netscore_definition: str
     objective: str
+    operating_point: NotRequired[dict | None]  # test escape / false-reject rates at the stored threshold
 
 
 class Timeline(TypedDict, total=False):

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from defect_nas.core.pareto import pareto_front  # noqa: E402
+from defect_nas.nas.operating_report import operating_section  # noqa: E402
 
 PARAMS_LABEL = "parameters (MACs are pinned inside the budget band)"
 LATENCY_LABEL = "latency, batch 1 (ms, ONNX Runtime; timed after the search, apart from training)"
@@ -254,6 +255,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
                   f"<div>{_confusion(winner['confusion'], list(winner['class_names']))}</div><div>",
                   _table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
                          [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]
+    parts += operating_section(path.parent / "winner")
     if summary.get("promotion"):
         parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
                   f"validation {html.escape(objective)} among those "

@@ -14,7 +14,9 @@ from defect_nas.core.netscore import measured_netscore
 from defect_nas.core.runfolder import RunFolder
 from defect_nas.core.spec import ArchSpec
 from defect_nas.core.utility import describe_objective
+from defect_nas.data.preprocess import recorded_part
 from defect_nas.deploy.model import model_card, save_model
+from defect_nas.deploy.operating_point import measure as measure_operating_point
 from defect_nas.evaluators.scoring import selection_metric
 from defect_nas.measure.latency import measure_latency
 from defect_nas.nas.context import SearchContext
@@ -115,6 +117,9 @@ def export_winner(ctx: SearchContext, study: optuna.Study, run_dir: Path, rows: 
                 "spaces": ", ".join(cfg.spaces), "budget": budget}
         title = f"defect-nas winner of {run_dir.name}"
         (win_dir / "MODEL_CARD.md").write_text(model_card(title, deploy_spec, card, data))
+        labels = tuple(ctx.dataset.class_names)  # the OK/NG threshold, chosen on validation as predict runs it
+        val, test = (recorded_part(ctx.dataset, ctx.split, size, labels, part) for part in ("val", "test"))
+        winner["operating_point"] = measure_operating_point(win_dir, val, test).report.get("test")
         write_json(win_dir / "metrics.json", winner)
     promotion = [{**{k: v for k, v in p.items() if k not in ("spec", "history")}, "chosen": p["trial"] == number}
                  for p in promoted]

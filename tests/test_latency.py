@@ -84,6 +84,16 @@ def test_onnx_latency():
     assert r.onnx_max_abs_diff is not None and r.onnx_max_abs_diff < 1e-4
 
 
+@pytest.mark.parametrize("backend", ["openvino", "zentorch"])
+def test_the_optional_runtimes_are_timed_after_matching_the_reference(backend):
+    """OpenVINO (checked against ONNX Runtime) and zentorch (against eager PyTorch): a runtime that
+    computed something else would be timed for nothing."""
+    pytest.importorskip(backend)
+    r = measure_latency(tiny_cnn(), SHAPE, backend=backend, threads=1, **FAST)
+    _check_result(r, backend)
+    assert r.onnx_max_abs_diff is not None and r.onnx_max_abs_diff < 1e-4
+
+
 def test_throughput_can_be_skipped():
     r = measure_latency(tiny_cnn(), SHAPE, warmup=0, repeats=1, batch_size_throughput=None)
     assert r.throughput_img_s is None and r.latency_ms > 0

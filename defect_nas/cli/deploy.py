@@ -22,8 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the winner (or a trial) of a run")
     p.add_argument("run")
     p.add_argument("--trial", type=non_negative_int, help="export this trial's weights instead of the winner")
-    p.add_argument("--format", action="append", choices=["onnx", "onnx-int8", "torchscript", "safetensors"],
-                   help="repeatable; default: safetensors and onnx. onnx-int8: ONNX Runtime static quantization "
+    p.add_argument("--format", action="append",
+                   help="repeatable, of onnx, onnx-int8, openvino, openvino-int8, torchscript, safetensors; "
+                        "default: safetensors and onnx. openvino: model.xml in fp32 ('defect-nas[openvino]'); "
+                        "openvino-int8: NNCF post-training quantization, kept only within 0.3 points of fp32 on the "
+                        "test split. onnx-int8: ONNX Runtime static quantization "
                         "calibrated on the run's training images, its test accuracy checked against fp32")
     p.add_argument("--out", help="output folder (default: RUN/export-<trial|winner>)")
     p.set_defaults(func=cmd_export)
@@ -34,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int_in(1, 10_000), default=30)
     p.add_argument("--batch", type=int_in(1, MAX_BATCH), default=64,
                    help=f"batch size of the throughput measurement (1..{MAX_BATCH})")
+    p.add_argument("--runtimes", default="installed",
+                   help="comma-separated, of eager, onnx, openvino, zentorch; default: eager, onnx and whichever of "
+                        "openvino (pip install 'defect-nas[openvino]') and zentorch ('[zentorch]', AMD) is installed")
     p.add_argument("--out", help="also write the rows and the environment to this JSON file")
     add_device_arg(p, default="cpu", what="measure besides the CPU (cuda or cuda:N adds GPU rows, fp32 and bf16)")
     p.add_argument("--json", action="store_true")
@@ -44,7 +50,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from safetensors.torch import load_file
 
     from defect_nas.core.spec import ArchSpec
-    from defect_nas.deploy.model import load_model, save_model
+    from defect_nas.deploy.model import FORMATS, load_model, run_images, save_model
     from defect_nas.search_spaces.build import build
 
     run_dir = Path(args.run)
@@ -71,27 +77,90 @@ def cmd_export(args: argparse.Namespace) -> None:
         split = json.loads(RunFolder(run_dir).split.read_text()) if RunFolder(run_dir).split.is_file() else {}
         labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise DefectNasError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
     writable_folder(out, "--out")
-    if "onnx-int8" not in formats:
-        for stale in ("model.int8.onnx", "int8_check.json"):  # an earlier export's, not this model's
-            (out / stale).unlink(missing_ok=True)
+    for fmt, files in STALE.items():
+        if fmt not in formats:  # an earlier export's, not this model's
+            for stale in files:
+                (out / stale).unlink(missing_ok=True)
+    checked = RunFolder(run_dir).has_split() and set(formats) & {"onnx-int8", "openvino", "openvino-int8"}
+    if not checked:
         written = save_model(model, spec, labels, out, formats)
     else:
-        from defect_nas.deploy.model import run_images
-        from defect_nas.deploy.quantize import onnx_predictions
-
         x_cal, x_test, y_test = run_images(run_dir, spec, labels)
         written = save_model(model, spec, labels, out, formats, calibration=x_cal)
-        fp32 = 100 * float((onnx_predictions(out / "model.onnx", x_test) == y_test).mean())
-        int8 = 100 * float((onnx_predictions(out / "model.int8.onnx", x_test) == y_test).mean())
-        check = {"test_images": len(y_test), "calibration_images": len(x_cal), "fp32_accuracy": fp32,
-                 "int8_accuracy": int8, "int8_minus_fp32_points": int8 - fp32,
-                 "runtime": "ONNX Runtime (CPUExecutionProvider), static QDQ, U8S8, per-channel weights"}
-        written.append(write_text_atomic(out / "int8_check.json", json.dumps(check, indent=2) + "\n"))
-        console.print(f"int8 on the recorded test split ({len(y_test)} images): {int8:.2f}% vs fp32 {fp32:.2f}% "
-                      f"({int8 - fp32:+.2f} points)")
+        written += check_runtimes(out, formats, x_test, y_test, len(x_cal))
+    if RunFolder(run_dir).has_split():  # the OK/NG threshold of what was exported, run as predict runs it
+        from defect_nas.data.preprocess import recorded_part, recorded_test
+        from defect_nas.deploy.operating_point import measure
+
+        test = recorded_test(run_dir, spec.input_size, labels)
+        measure(out, recorded_part(test.dataset, test.split, spec.input_size, labels, "val"), test)
+        written.append(out / "operating_point.json")
     for p in written:
         console.print(f"wrote {p}")
+
+
+STALE = {"onnx-int8": ("model.int8.onnx", "int8_check.json"),
+         "openvino": ("model.xml", "model.bin", "openvino_check.json"),
+         "openvino-int8": ("model.int8.xml", "model.int8.bin", "openvino_int8_check.json")}
+OPENVINO_INT8_MAX_DROP = 0.3  # points of test accuracy an int8 OpenVINO model may lose, or it is not kept
+
+
+def check_runtimes(out: Path, formats: tuple[str, ...], x_test, y_test, calibration: int) -> list[Path]:
+    """Each exported runtime's test accuracy against fp32 ONNX Runtime's, in a JSON file beside it;
+    an OpenVINO int8 model that loses more than 0.3 points is removed (said in one line)."""
+    from defect_nas.deploy.runtimes import predictions
+
+    ref = predictions(out / "model.onnx", x_test)
+    fp32 = 100 * float((ref == y_test).mean())
+    written = []
+    for fmt, (file, runtime, what) in {
+        "onnx-int8": ("model.int8.onnx", "onnxruntime", "ONNX Runtime (CPUExecutionProvider), static QDQ, U8S8, "
+                                                        "per-channel weights"),
+        "openvino": ("model.xml", "openvino", "OpenVINO CPU plugin, fp32 (converted from model.onnx)"),
+        "openvino-int8": ("model.int8.xml", "openvino", "OpenVINO CPU plugin, NNCF post-training quantization"),
+    }.items():
+        if fmt not in formats:
+            continue
+        pred = predictions(out / file, x_test, runtime)
+        acc = 100 * float((pred == y_test).mean())
+        check = {"test_images": len(y_test), "fp32_onnxruntime_accuracy": fp32, "accuracy": acc,
+                 "minus_fp32_points": acc - fp32, "labels_equal_to_onnxruntime": int((pred == ref).sum()),
+                 "runtime": what, **({"calibration_images": calibration} if "int8" in fmt else {})}
+        if fmt == "onnx-int8":  # the names the int8 check has always had
+            check.update(fp32_accuracy=fp32, int8_accuracy=acc, int8_minus_fp32_points=acc - fp32)
+        name = STALE[fmt][-1]
+        written.append(write_text_atomic(out / name, json.dumps(check, indent=2) + "\n"))
+        console.print(f"{fmt} on the recorded test split ({len(y_test)} images): {acc:.2f}% vs fp32 ONNX Runtime "
+                      f"{fp32:.2f}% ({acc - fp32:+.2f} points; {check['labels_equal_to_onnxruntime']} labels equal)")
+        if fmt == "openvino-int8" and acc < fp32 - OPENVINO_INT8_MAX_DROP:
+            for f in STALE[fmt][:2]:
+                (out / f).unlink(missing_ok=True)
+            console.print(f"not kept: OpenVINO int8 loses more than {OPENVINO_INT8_MAX_DROP} points; deploy model.xml "
+                          "(fp32) or ONNX Runtime's int8", style="yellow")
+    return written
+
+
+def runtimes_to_measure(spec: str) -> list[str]:
+    """``--runtimes``: the CPU runtimes to time; one not installed, or unknown, is one line."""
+    import importlib.util
+
+    from defect_nas.measure.latency import BACKENDS
+
+    if spec == "installed":
+        return ["eager", "onnx", *(b for b in ("openvino", "zentorch") if importlib.util.find_spec(b))]
+    chosen = [b.strip() for b in spec.split(",") if b.strip()]
+    for b in chosen:
+        if b not in BACKENDS:
+            raise DefectNasError(f"--runtimes {b!r}: choose from {', '.join(BACKENDS)}")
+        if b in ("openvino", "zentorch") and not importlib.util.find_spec(b):
+            raise DefectNasError(f"--runtimes {b}: not installed; pip install 'defect-nas[{b}]'")
+    if "onnx" not in chosen:  # every speed-up is also given against ResNet-50 in ONNX Runtime
+        chosen.append("onnx")
+    return chosen
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -103,6 +172,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from defect_nas.nas.baselines import baseline_model
 
     gpu = Runtime(device=args.device)  # a GPU asked for but absent: one line, before any measuring
+    backends = runtimes_to_measure(args.runtimes)
     model, spec, labels = load_model(args.model)
     if args.out:  # before the measuring, not after it
         writable_folder(Path(args.out).parent, "--out")
@@ -112,7 +182,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     models = (("model", model, cost(spec).macs),
               ("resnet50", resnet, fvcore_macs(resnet, spec.in_channels, spec.input_size)))
     for name, m, macs in models:
-        for backend in ("eager", "onnx"):
+        for backend in backends:
             r = measure_latency(m, shape, backend=backend, batch_size_throughput=args.batch, repeats=args.repeats,
                                 threads=args.threads)
             rows.append({"model": name, "backend": backend, "macs": macs, "latency_ms": r.latency_ms,
@@ -135,6 +205,9 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         ref = next(r for r in rows if r["model"] == "resnet50" and r["backend"] == backend.replace("-int8", ""))
         mine["speedup_latency_vs_resnet50"] = ref["latency_ms"] / mine["latency_ms"]
         mine["speedup_throughput_vs_resnet50"] = mine["throughput_img_s"] / ref["throughput_img_s"]
+        ort = next((r for r in rows if r["model"] == "resnet50" and r["backend"] == "onnx"), None)
+        if ort and not backend.startswith("cuda"):  # the same ResNet-50 everywhere: ONNX Runtime's
+            mine["speedup_throughput_vs_resnet50_onnx"] = mine["throughput_img_s"] / ort["throughput_img_s"]
     if args.out:
         from defect_nas.measure.runinfo import environment
 

@@ -22,19 +22,21 @@ from defect_nas.deploy.folder import read_labels, read_spec
 from defect_nas.deploy.onnx import export_onnx
 from defect_nas.search_spaces.build import build
 
-FORMATS = ("safetensors", "onnx", "onnx-int8", "torchscript")
+FORMATS = ("safetensors", "onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript")
+INT8_FORMATS = ("onnx-int8", "openvino-int8")
 
 
 def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, ...], out: Path,
                formats: tuple[str, ...] = ("safetensors", "onnx"), calibration: np.ndarray | None = None) -> list[Path]:
-    """Write the model folder; arch.json, labels.json and weights always, ONNX / TorchScript on request.
-    ``onnx-int8`` (model.int8.onnx, beside the fp32 model.onnx it is made from) needs ``calibration``:
-    preprocessed training images."""
+    """Write the model folder; arch.json, labels.json and weights always, ONNX / OpenVINO / TorchScript on
+    request. ``onnx-int8`` (model.int8.onnx, beside the fp32 model.onnx it is made from) and
+    ``openvino-int8`` (model.int8.xml, NNCF) need ``calibration``: preprocessed training images."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise DefectNasError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
-    if "onnx-int8" in formats and calibration is None:
-        raise DefectNasError("--format onnx-int8 needs calibration images: export it from a run folder")
+    int8 = [f for f in formats if f in INT8_FORMATS]
+    if int8 and calibration is None:
+        raise DefectNasError(f"--format {int8[0]} needs calibration images: export it from a run folder")
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
     write_text_atomic(out / "arch.json", spec.to_json() + "\n")  # a full disk: one line naming the file
@@ -44,12 +46,18 @@ def save_model(model: torch.nn.Module, spec: ArchSpec, class_names: tuple[str, .
               metadata={"arch": spec.to_json(indent=None), "labels": json.dumps(list(class_names))})
     written.append(out / "weights.safetensors")
     shape = (spec.in_channels, spec.input_size, spec.input_size)
-    if "onnx" in formats or "onnx-int8" in formats:
+    if set(formats) & {"onnx", "onnx-int8", "openvino", "openvino-int8"}:  # OpenVINO converts the checked ONNX
         written.append(export_onnx(model, shape, out / "model.onnx"))
     if "onnx-int8" in formats:
         from defect_nas.deploy.quantize import quantize_int8
 
         written.append(quantize_int8(out / "model.onnx", calibration, out / "model.int8.onnx"))
+    if "openvino" in formats or "openvino-int8" in formats:
+        from defect_nas.deploy.openvino import export_openvino, quantize_openvino
+
+        written.append(export_openvino(out / "model.onnx", out / "model.xml"))
+        if "openvino-int8" in formats:
+            written.append(quantize_openvino(out / "model.xml", calibration, out / "model.int8.xml"))
     if "torchscript" in formats:
         traced = torch.jit.trace(model, torch.rand(1, *shape))
         traced.save(str(out / "model.torchscript.pt"))

@@ -25,7 +25,7 @@ from onnxruntime.quantization import (
 )
 
 from defect_nas.core.errors import DefectNasError
-from defect_nas.deploy.runtimes import INPUT_NAME, ort_session
+from defect_nas.deploy.runtimes import INPUT_NAME
 
 
 class _Batches(CalibrationDataReader):
@@ -65,10 +65,3 @@ def quantize_int8(fp32_onnx: Path, calibration: np.ndarray, out: Path, *, method
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CALIBRATIONS[method], nodes_to_exclude=exclude)
     return out
-
-
-def onnx_predictions(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """Class indices ONNX Runtime predicts for model inputs ``x``, in batches of 64."""
-    sess = ort_session(path, threads)
-    return np.concatenate([sess.run(None, {INPUT_NAME: np.ascontiguousarray(b, dtype=np.float32)})[0].argmax(1)
-                           for b in np.array_split(x, max(1, int(np.ceil(len(x) / 64))))])

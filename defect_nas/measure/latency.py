@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,10 +33,12 @@ from defect_nas.deploy.onnx import (
     verify_onnx,
     write_onnx,
 )
+from defect_nas.deploy.runtimes import logits_fn
 
 __all__ = ["LatencyResult", "cpu_model", "measure_latency", "measure_onnx_file"]
 
-Backend = Literal["eager", "onnx"]
+Backend = Literal["eager", "onnx", "openvino", "zentorch"]
+BACKENDS = ("eager", "onnx", "openvino", "zentorch")
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ def measure_latency(
     skips the throughput run. ``channels_last`` applies to the eager backend (ORT picks its own
     layout). The caller's model is not modified (a CPU eval copy is measured).
     """
-    if backend not in ("eager", "onnx"):
-        raise DefectNasError(f"backend must be 'eager' or 'onnx', got {backend!r}")
+    if backend not in BACKENDS:
+        raise DefectNasError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     shape = check_shape(input_shape)
     if channels_last and len(shape) != 3:
         raise DefectNasError(f"channels_last needs a (C, H, W) input_shape, got {shape}")
@@ -137,11 +140,18 @@ def measure_latency(
         )
         ort_version: str | None = None
         max_diff: float | None = None
-        if backend == "eager":
+        if backend in ("eager", "zentorch"):
             if channels_last:
                 x1 = x1.contiguous(memory_format=torch.channels_last)
                 xn = None if xn is None else xn.contiguous(memory_format=torch.channels_last)
-            forward_checked(m, x1)
+            want = forward_checked(m, x1)
+            if backend == "zentorch":  # AMD ZenDNN through torch.compile, checked against eager
+                m = zentorch_compiled(m)
+                with torch.no_grad():
+                    got = m(x1)
+                max_diff = float((got - want.detach()).abs().max())
+                if not torch.allclose(got, want.detach(), atol=atol, rtol=rtol):
+                    raise DefectNasError(f"zentorch output differs from eager PyTorch by {max_diff:.2g}")
 
             def run(x: torch.Tensor) -> Callable[[], object]:
                 def f() -> object:
@@ -160,10 +170,21 @@ def measure_latency(
                 path = Path(tmp) / "model.onnx"
                 write_onnx(m, shape, path, None)
                 sess, max_diff = verify_onnx(m, path, shape, atol, rtol, threads=n_threads)
-            feed1 = {INPUT_NAME: x1.numpy()}
-            feedn = None if xn is None else {INPUT_NAME: xn.numpy()}
-            run1 = lambda: sess.run(None, feed1)  # noqa: E731
-            runn = None if feedn is None else (lambda: sess.run(None, feedn))
+                if backend == "openvino":  # compiled while the file exists; checked against ORT's output
+                    ov_run = logits_fn(path, "openvino", n_threads)
+                    ref = sess.run(None, {INPUT_NAME: x1.numpy()})[0]
+                    if not np.allclose(ov_run(x1.numpy()), ref, atol=atol, rtol=rtol):
+                        raise DefectNasError("OpenVINO's output differs from ONNX Runtime's beyond tolerance")
+                    sess = None
+            if backend == "openvino":
+                x1n, xnn = x1.numpy(), None if xn is None else xn.numpy()
+                run1 = lambda: ov_run(x1n)  # noqa: E731
+                runn = None if xnn is None else (lambda: ov_run(xnn))
+            else:
+                feed1 = {INPUT_NAME: x1.numpy()}
+                feedn = None if xn is None else {INPUT_NAME: xn.numpy()}
+                run1 = lambda: sess.run(None, feed1)  # noqa: E731
+                runn = None if feedn is None else (lambda: sess.run(None, feedn))
 
         t1 = _time_ms(run1, warmup, repeats)
         throughput = None
@@ -190,6 +211,15 @@ def measure_latency(
         onnxruntime_version=ort_version,
         onnx_max_abs_diff=max_diff,
     )
+
+
+def zentorch_compiled(model: nn.Module) -> nn.Module:
+    """``model`` compiled by torch.compile with AMD's ZenDNN backend (``pip install 'defect-nas[zentorch]'``)."""
+    try:
+        import zentorch  # noqa: F401  (registers the "zentorch" backend of torch.compile)
+    except ImportError:
+        raise DefectNasError("zentorch is not installed: pip install 'defect-nas[zentorch]'") from None
+    return torch.compile(model, backend="zentorch")
 
 
 def measure_onnx_file(

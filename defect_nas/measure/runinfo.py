@@ -17,7 +17,8 @@ import torch
 from defect_nas.core.errors import DefectNasError
 from defect_nas.measure.latency import cpu_model
 
-_PACKAGES = ("defect-nas", "torch", "torchvision", "optuna", "fvcore", "ptflops", "onnxruntime", "numpy", "pandas")
+_PACKAGES = ("defect-nas", "torch", "torchvision", "optuna", "fvcore", "ptflops", "onnxruntime", "numpy", "pandas",
+             "openvino", "nncf", "zentorch")  # the last three: optional runtimes, None when absent
 
 
 def gpu_info() -> list[dict[str, Any]]:

@@ -251,6 +251,12 @@ def test_export_given_the_winner_folder_instead_of_the_run_names_the_run_folder(
     one_line(capsys, "is a model folder; export takes the run folder")
 
 
+def test_an_unknown_export_format_is_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["export", str(WINNER.parent), "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
+    one_line(capsys, "--format 'tflite': choose from")
+    assert not (tmp_path / "x").exists()
+
+
 def test_search_refuses_a_run_folder_inside_its_dataset_folder(tmp_path, capsys):
     """A run written into the data would become part of it (its trials/ folder reads as a class
     without images) and every later phase would fail to load the data: refused before any work."""

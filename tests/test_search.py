@@ -114,6 +114,11 @@ def test_search_report_export_predict_and_resume(parts, searched, tmp_path):
     out = json.loads(cli("predict", str(run / "winner"), *images, "--json").stdout)
     assert [o["path"] for o in out] == images
     assert all(o["label"] in ("period2", "period4", "period6") and 0 < o["probability"] <= 1 for o in out)
+    # the winner carries its OK/NG operating point (no good class here: one-vs-rest), and predict applies it
+    op = json.loads((run / "winner" / "operating_point.json").read_text())
+    assert op["mode"] == "one-vs-rest" and set(op["report"]["test"]) == {"period2", "period4", "period6"}
+    assert all(o["decision"] in ("OK", "NG") for o in out) and "## Operating point" in (
+        run / "winner" / "MODEL_CARD.md").read_text()
 
     # int8: calibrated on the run's training images, checked on its test split against fp32
     cli("export", str(run), "--format", "onnx-int8", "--out", str(run / "int8"))

@@ -19,6 +19,7 @@ def _roc(op: dict) -> str:
 
     sign = -1.0 if op["mode"] == GOOD_VS_DEFECT else 1.0  # higher = defect, as the threshold is chosen
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    lowest = 100.0
     for key, s in (op["report"].get("test_scores") or {}).items():
         y = np.r_[np.ones(len(s["defect"])), np.zeros(len(s["pass"]))]
         fpr, tpr, _ = roc_curve(y, sign * np.r_[s["defect"], s["pass"]])
@@ -26,11 +27,13 @@ def _roc(op: dict) -> str:
         line, = ax.step(100 * fpr, 100 * tpr, where="post", lw=1.2, label=f"P({key})")
         ax.plot([r["false_reject_rate"] or 0.0], [100 - (r["escape_rate"] or 0.0)], "o", color=line.get_color(),
                 ms=7, mfc="none", mew=2)
+        lowest = min(lowest, 100 - (r["escape_rate"] or 0.0))
     ax.set_xlabel("false-reject rate, % (parts sent to manual check)")
     ax.set_ylabel("defects caught, % (100 - escape rate)")
     ax.set_title("ROC on the test split; circles: the stored thresholds", fontsize=9)
-    ax.set_xlim(-2, 102)
-    ax.set_ylim(-2, 102)
+    ax.set_xscale("symlog", linthresh=1)  # a good model lives in the first percent: stretch it
+    ax.set_xlim(0, 100)
+    ax.set_ylim(max(0.0, min(lowest, 90.0) - 5), 100.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return _svg(fig)

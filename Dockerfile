@@ -1,5 +1,5 @@
-# The line's service: the stand-alone predictor behind HTTP, without torch or the search (about 0.3 GB
-# instead of the 6 GB of a full install). The model folder is mounted, not built in:
+# The line's service: the stand-alone predictor behind HTTP, without torch or the search (222 MB of
+# packages instead of a full install's 6 GB, measured in a venv). The model folder is mounted, not built in:
 #   docker build -t defect-nas-serve .
 #   docker run -p 8000:8000 -v "$PWD/results/neu-100m/winner:/model:ro" defect-nas-serve
 #   curl -F file=@part.png http://localhost:8000/predict

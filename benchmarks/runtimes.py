@@ -43,7 +43,7 @@ def split_source(run: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", default=["results/neu-100m", "results/neu-target-99.5"])
+    ap.add_argument("--runs", nargs="+", default=["results/neu-100m", "results/neu-target-99.5", "results/neu-100m-lw"])
     ap.add_argument("--runtimes", nargs="+", default=["eager", "onnx", "openvino", "zentorch"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--batch", type=int, default=64)

@@ -32,7 +32,8 @@ def main() -> None:
     cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *map(str, files), "--json"]
     out = subprocess.run(cli, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     preds = json.loads(out.stdout)
-    rows = [{"file": p, "label": Path(p).parent.name, "predicted": o["label"], "probability": o["probability"]}
+    rows = [{"file": p, "label": Path(p).parent.name, "predicted": o["label"], "probability": o["probability"],
+             "decision": o.get("decision")}
             for p, o in zip(split["test"], preds)]
     from sklearn.metrics import balanced_accuracy_score
 

@@ -95,10 +95,11 @@ def test_the_model_cards_snippet_reproduces_predict(trained, tmp_path, capsys, m
     monkeypatch.chdir(folder.parent)  # the card speaks of 'winner' beside the user
     capsys.readouterr()
     exec(snippet.replace("IMAGE.png", str(image)), {})
-    label, probability = capsys.readouterr().out.split()
+    label, probability, decision = capsys.readouterr().out.split()
     assert main(["predict", str(folder), str(image), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)[0]
     assert label == pred["label"] and abs(float(probability) - pred["probability"]) < 1e-6
+    assert decision == str(pred["decision"])  # None here: this folder was saved without an operating point
 
 
 def test_predict_runs_the_int8_model_of_an_int8_export_and_says_so(trained, tmp_path, capsys):
@@ -122,5 +123,5 @@ def test_predict_runs_the_int8_model_of_an_int8_export_and_says_so(trained, tmp_
     x = model_input(ds.images[i : i + 1]).numpy()
     logits = ort_session(int8 / "model.int8.onnx").run(None, {INPUT_NAME: x})[0]
     assert abs(pred["probability"] - float(torch.softmax(torch.from_numpy(logits), 1).max())) < 1e-6
-    assert main(["predict", str(folder), str(image), "--json"]) == 0  # an fp32 export runs in PyTorch, said
+    assert main(["predict", str(folder), str(image), "--json"]) == 0  # an fp32 export runs model.onnx, said
     assert json.loads(capsys.readouterr().out)[0]["precision"] == "fp32"

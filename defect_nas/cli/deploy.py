@@ -100,7 +100,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         measure(out, recorded_part(test.dataset, test.split, spec.input_size, labels, "val"), test)
         written.append(out / "operating_point.json")
     for p in written:
-        console.print(f"wrote {p}")
+        if p.exists():  # an int8 model that was not kept is gone
+            console.print(f"wrote {p}")
 
 
 STALE = {"onnx-int8": ("model.int8.onnx", "int8_check.json"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from defect_nas.nas.operating_report import operating_section
 from defect_nas.nas.report import _svg, plt
 
 
@@ -50,6 +51,7 @@ def write_front_report(path: Path, result: dict) -> Path:
 {_front_plot(points, "latency_onnx_ms", "latency, batch 1 (ms, ONNX Runtime, 1 thread)", target)}
 <table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{rows}</table>
 <p>Each point is the converged winner of one budget's search (its own report: budgets/&lt;N&gt;m/report.html).</p>
+{''.join(operating_section(path.parent / "winner"))}
 </body></html>"""
     path.write_text(page)
     return path

@@ -109,7 +109,8 @@ def choose(points: list[dict], target: float, cost: str) -> tuple[dict | None, s
 def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunOne, *, started: float,
                feasible: Callable[[float], bool], log: Callable[[str], None] = print) -> dict[str, Any]:
     """Descend the budget ladder under ``config.time_budget_s`` and export the chosen point to ``winner/``."""
-    budgets = rungs_that_fit(config.budget_flops, config.time_budget_s, feasible)
+    under = 1 - config.tolerance  # each budget is a ceiling: its band is [B(1 - 2 tol), B], never above B
+    budgets = rungs_that_fit(config.budget_flops, config.time_budget_s, lambda b: feasible(b * under))
     cost = "latency_onnx_ms" if OBJECTIVES.get(config.objective).needs_latency else "macs"
     deadline = None if config.time_budget_s is None else started + config.time_budget_s
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
         name = f"{budget / 1e6:g}m"
         log(f"target {target:g}%: budget {name} ({len(points) + 1} of {len(points) + len(queue) + 1})"
             + ("" if share is None else f", {share / 60:.1f} min"))
-        sub = replace(config, budget_flops=budget, time_budget_s=share, fastest_in_band=True)
+        sub = replace(config, budget_flops=budget * under, time_budget_s=share, fastest_in_band=True)
         summary = run_one(sub, run_dir / "budgets" / name, now)
         points.append(front_point(budget, f"budgets/{name}", summary, target))
         pace = seed_epochs_per_s(summary) or pace

@@ -142,6 +142,10 @@ def test_predict_on_a_folder_writes_a_csv_and_skips_a_bad_image(line, tmp_path, 
     lines = out.read_text().splitlines()
     assert lines[0] == "path,label,probability,decision" and len(lines) == 1 + 6
     assert all(line.split(",")[3] in ("OK", "NG") for line in lines[1:])
+    # nothing readable: one line, exit 2, and the CSV already there is left as it was
+    assert main(["predict", str(folder), str(tree / "station2" / "torn.png"), "--csv", str(out)]) == 2
+    assert "no readable image among 1 file(s)" in capsys.readouterr().err
+    assert out.read_text().splitlines() == lines
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,7 +12,7 @@ from pathlib import Path
 from defect_nas.cli.numbers import finite_float, int_in, threads_int
 from defect_nas.cli.output import console, print_json
 from defect_nas.core.errors import DataError, DefectNasError
-from defect_nas.core.files import write_text_atomic
+from defect_nas.core.files import writable_folder, write_text_atomic
 from defect_nas.core.runfolder import RunFolder
 
 RUNTIME_CHOICES = ("onnxruntime", "openvino")
@@ -89,8 +89,8 @@ def image_files(items: list[str]) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> None:
     predictor = predictor_of(args)
     files = image_files(args.images)
-    if args.csv:
-        write_text_atomic(args.csv, "")  # an unwritable place fails before the work, not after it
+    if args.csv:  # an unwritable place fails before the work; an existing file is replaced only at the end
+        writable_folder(Path(args.csv).resolve().parent, "--csv")
     rows, skipped = [], []
     for f in files:
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import time
 from pathlib import Path
 
@@ -32,13 +31,6 @@ from defect_nas.measure.runinfo import environment
 from defect_nas.nas.baselines import baseline_model
 
 OUT = Path("results/benchmarks")
-
-
-def split_source(run: Path) -> Path:
-    """Where a run's split.json is: the run, or a --target-accuracy run's chosen budget."""
-    if RunFolder(run).has_split():
-        return run
-    return run / (json.loads(RunFolder(run).summary.read_text()).get("winner") or {}).get("run", "")
 
 
 def main() -> None:
@@ -92,7 +84,7 @@ def main() -> None:
         for name, model, spec, labels, run in models:
             if run is None:
                 continue
-            rec = recorded_test(split_source(run), spec.input_size, labels)
+            rec = recorded_test(RunFolder(run).split_source(), spec.input_size, labels)
             x = model_input(rec.x8).numpy()
             with tempfile.TemporaryDirectory() as tmp:
                 onnx = export_onnx(model, (spec.in_channels, spec.input_size, spec.input_size),

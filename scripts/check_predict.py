@@ -20,9 +20,9 @@ from pathlib import Path
 
 def main() -> None:
     run = Path(sys.argv[1])
-    source = run  # where split.json and config.json are: a target run's chosen budget
-    if not (run / "split.json").is_file() and (run / "summary.json").is_file():
-        source = run / (json.loads((run / "summary.json").read_text()).get("winner") or {}).get("run", "")
+    from defect_nas.core.runfolder import RunFolder
+
+    source = RunFolder(run).split_source()  # a target run's split is in its chosen budget's folder
     split = json.loads((source / "split.json").read_text())
     from defect_nas.data.registry import DATASETS, find_registered
 

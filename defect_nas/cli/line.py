@@ -134,14 +134,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def cmd_operating_point(args: argparse.Namespace) -> None:
     from defect_nas.data.preprocess import recorded_part, recorded_test
     from defect_nas.deploy.folder import read_labels, read_spec
-    from defect_nas.deploy.operating_point import measure
+    from defect_nas.deploy.operating_point import format_rate, measure
 
-    run_dir = source = Path(args.run)
+    run_dir = Path(args.run)
     if not RunFolder(run_dir).winner.is_dir():
         raise DefectNasError(f"{run_dir}: not a run folder with a winner/ (give the folder defect-nas search wrote)")
-    summary = RunFolder(run_dir).summary
-    if not RunFolder(run_dir).has_split() and summary.is_file():  # a --target-accuracy run: the chosen budget's
-        source = run_dir / ((json.loads(summary.read_text()).get("winner") or {}).get("run") or "")
+    source = RunFolder(run_dir).split_source()
     model_dir = RunFolder(run_dir).winner
     spec = read_spec(model_dir)
     labels = read_labels(model_dir / "labels.json", spec.num_classes)
@@ -152,16 +150,9 @@ def cmd_operating_point(args: argparse.Namespace) -> None:
         print_json({k: v for k, v in json.loads(op.to_json()).items() if k != "validation_scores"})
         return
     for key, r in op.report["test"].items():
-        console.print(f"P({key}) threshold {r['threshold']:.4g}: test escape rate {_pct(r, 'escape')}, "
-                      f"false-reject rate {_pct(r, 'false_reject')}", highlight=False)
+        console.print(f"P({key}) threshold {r['threshold']:.4g}: test escape rate {format_rate(r, 'escape')}, "
+                      f"false-reject rate {format_rate(r, 'false_reject')}", highlight=False)
     console.print(f"wrote {model_dir / 'operating_point.json'} and its MODEL_CARD.md section", style="dim")
-
-
-def _pct(r: dict, kind: str) -> str:
-    if r[f"{kind}_rate"] is None:
-        return "n/a"
-    lo, hi = r[f"{kind}_ci"]
-    return f"{r[f'{kind}_rate']:.2f}% (95% CI {lo:.2f}-{hi:.2f})"
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

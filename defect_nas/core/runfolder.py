@@ -99,6 +99,13 @@ class RunFolder:
         """Config and split recorded: the run's data and test part can be loaded again."""
         return self.config.is_file() and self.split.is_file()
 
+    def split_source(self) -> Path:
+        """The folder whose config.json and split.json hold this run's data: the run itself, or for a
+        ``--target-accuracy`` run (which has none at its top) the chosen budget's folder."""
+        if self.has_split() or not self.summary.is_file():
+            return self.path
+        return self.path / ((_read_json(self.summary).get("winner") or {}).get("run") or "")
+
     def read_config(self) -> dict:
         return _read_json(self.config)
 

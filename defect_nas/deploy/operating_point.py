@@ -112,11 +112,13 @@ def card_section(op: OperatingPoint) -> str:
                   "--threshold T` overrides it). On the test split, never used to choose, with 95% Wilson intervals:",
               "", "| threshold on | threshold | escape rate | false-reject rate |", "| --- | --- | --- | --- |"]
     for key, r in test.items():
-        lines.append(f"| P({key}) | {r['threshold']:.4g} | {_rate(r, 'escape')} | {_rate(r, 'false_reject')} |")
+        escape, reject = format_rate(r, "escape"), format_rate(r, "false_reject")
+        lines.append(f"| P({key}) | {r['threshold']:.4g} | {escape} | {reject} |")
     return "\n".join(lines) + "\n"
 
 
-def _rate(r: dict, kind: str) -> str:
+def format_rate(r: dict, kind: str) -> str:
+    """One measured rate as the card, the report and the terminal show it: "1.67% (1/60; 0.29-8.86%)"."""
     plural = "escapes" if kind == "escape" else "false_rejects"
     n = r["defects"] if kind == "escape" else r["passes"]
     if not n:

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from defect_nas.deploy.decision import FILE, GOOD_VS_DEFECT
+from defect_nas.deploy.operating_point import format_rate
 
 
 def _roc(op: dict) -> str:
@@ -48,15 +49,9 @@ def operating_section(model_dir: Path) -> list[str]:
     test = op["report"].get("test") or {}
     rows = []
     for key, r in test.items():
-        def rate(kind: str, n: str, k: str, r: dict = r) -> str:
-            if not r[n]:
-                return "n/a"
-            lo, hi = r[f"{kind}_ci"]
-            return f"{r[f'{kind}_rate']:.2f}% ({r[k]}/{r[n]}; 95% CI {lo:.2f}-{hi:.2f})"
-
         rows.append(f"<tr><td>P({html.escape(key)})</td><td>{r['threshold']:.4g}</td>"
-                    f"<td>{rate('escape', 'defects', 'escapes')}</td>"
-                    f"<td>{rate('false_reject', 'passes', 'false_rejects')}</td></tr>")
+                    f"<td>{format_rate(r, 'escape')}</td>"
+                    f"<td>{format_rate(r, 'false_reject')}</td></tr>")
     what = ("a part is OK when P(good) is above the threshold" if op["mode"] == GOOD_VS_DEFECT else
             "no defect-free class: each class is flagged when its probability reaches its threshold, one-vs-rest")
     return ["<h2>Operating point: the OK/NG decision (test split)</h2>",

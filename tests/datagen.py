@@ -12,18 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from defect_nas.data import NEU_CLASSES
+from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
+from defect_nas.data import NEU_CLASSES, make_split
 from defect_nas.data.dataset import Dataset, build_dataset
 from defect_nas.data.imageio import pixel_hash
+from defect_nas.data.layouts import NEU_PREFIXES
 
-NEU_PREFIX = {
-    "crazing": "Cr",
-    "inclusion": "In",
-    "patches": "Pa",
-    "pitted_surface": "PS",
-    "rolled-in_scale": "RS",
-    "scratches": "Sc",
-}
+NEU_PREFIX = NEU_PREFIXES
 KAGGLE_NAMES = {
     "crazing": "Crazing",
     "inclusion": "Inclusion",
@@ -235,3 +230,25 @@ def check_split(split, dataset) -> None:
     assert len(where) == len(dataset), f"split covers {len(where)} of {len(dataset)} samples"
     for g in sample_groups(dataset):
         assert len({where[i] for i in g}) == 1, f"identical samples {dataset.paths[g[0]]} and others straddle parts"
+
+
+TINY_SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
+
+
+def trained_tiny_model(ds: Dataset, folder: Path):
+    """A 32-px net trained on ``ds``'s seed-0 split until it has learned (>= 80% validation) and saved to
+    ``folder`` as a search's winner is: the model that predict, the line tools and parity tests run."""
+    import torch
+
+    from defect_nas.deploy.model import save_model
+    from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
+    from defect_nas.search_spaces.build import build
+
+    split = make_split(ds, seed=0)
+    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
+                   ds.class_names)
+    torch.manual_seed(0)
+    model = build(TINY_SPEC)
+    assert train(model, td, TrainConfig(epochs=12, batch_size=16, seed=0)).val_accuracy >= 80
+    save_model(model.eval(), TINY_SPEC, ds.class_names, folder)
+    return split, model

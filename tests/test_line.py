@@ -15,21 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datagen import learnable_dataset
+from datagen import TINY_SPEC as SPEC
+from datagen import learnable_dataset, trained_tiny_model
 from PIL import Image
 
 from defect_nas.cli.main import main
-from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.data import make_split
 from defect_nas.data.preprocess import model_input, recorded_part
 from defect_nas.deploy.decision import load_operating_point
 from defect_nas.deploy.model import save_model
 from defect_nas.deploy.operating_point import choose, measure, wilson
-from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
-from defect_nas.search_spaces.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
 LABELS = ("good", "dent", "scratch")
 
 
@@ -38,14 +34,8 @@ def line(tmp_path_factory):
     """A trained 3-class model whose first class is the defect-free one, exported with its operating point."""
     ds = learnable_dataset(classes=3, per_class=40, size=32)
     ds = dataclasses.replace(ds, class_names=LABELS, negative_classes=(0,))
-    split = make_split(ds, seed=0)
-    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
-                   ds.class_names)
-    torch.manual_seed(0)
-    model = build(SPEC)
-    assert train(model, td, TrainConfig(epochs=12, batch_size=16, seed=0)).val_accuracy >= 80
     folder = tmp_path_factory.mktemp("run") / "winner"
-    save_model(model.eval(), SPEC, LABELS, folder)
+    split, model = trained_tiny_model(ds, folder)
     (folder / "MODEL_CARD.md").write_text("# winner\n\n## Metrics\n\n- accuracy\n\n## Cost\n\n- MACs\n")
     val, test = (recorded_part(ds, split, 32, LABELS, p) for p in ("val", "test"))
     op = measure(folder, val, test)
@@ -183,7 +173,6 @@ def test_a_missing_runtime_and_a_missing_operating_point_are_one_line(line, tmp_
 
 def test_openvino_runs_the_exported_model_as_onnx_runtime_does(line, tmp_path):
     pytest.importorskip("openvino")
-    from defect_nas.deploy.model import save_model
     from defect_nas.deploy.predictor import Predictor
 
     model, _, _, val, test, _ = line

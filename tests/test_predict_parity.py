@@ -8,31 +8,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from datagen import learnable_dataset
+from datagen import learnable_dataset, trained_tiny_model
 from PIL import Image
 
 from defect_nas.cli.main import main
-from defect_nas.core.spec import ArchSpec, Basic, Conv, Head
-from defect_nas.data import make_split
 from defect_nas.data.preprocess import read_for_model
 from defect_nas.deploy.model import save_model
-from defect_nas.evaluators.trainer import TrainConfig, TrainData, train
-from defect_nas.search_spaces.build import build
-
-SPEC = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     ds = learnable_dataset(classes=3, per_class=40, size=32)
-    split = make_split(ds, seed=0)
-    td = TrainData(ds.images[split.train], ds.labels[split.train], ds.images[split.val], ds.labels[split.val],
-                   ds.class_names)
-    torch.manual_seed(0)
-    model = build(SPEC)
-    assert train(model, td, TrainConfig(epochs=12, batch_size=16, seed=0)).val_accuracy >= 80
     folder = tmp_path_factory.mktemp("run") / "winner"
-    save_model(model.eval(), SPEC, ds.class_names, folder)
+    split, _ = trained_tiny_model(ds, folder)
     return ds, split, folder
 
 

@@ -35,3 +35,18 @@ def test_the_report_screenshots_in_headless_chromium(tmp_path):
     assert p.returncode == 0, p.stderr
     shot = Image.open(run / "report.png")
     assert shot.size == (1000, 1400) and len(shot.convert("L").getcolors(256) or []) > 50  # not a blank page
+
+
+def test_report_rebuilds_a_target_runs_front_page_byte_for_byte(tmp_path, capsys):
+    """``report`` on a --target-accuracy run (no config.json at its top) rebuilds the front page the
+    search wrote, the same bytes every time (the SVGs carry no date and fixed ids)."""
+    run = tmp_path / "neu-target-99.5"
+    shutil.copytree(ROOT / "results" / "neu-target-99.5", run, ignore=shutil.ignore_patterns("budgets", "report.html"))
+    assert main(["report", str(run)]) == 0
+    first = (run / "report.html").read_bytes()
+    page = first.decode()
+    assert "target 99.5%" in page and page.count("<svg") == 3 and "Operating point" in page
+    assert "10m" in page.split("</table>")[0]  # the front's table names the chosen budget's run
+    assert main(["report", str(run)]) == 0 and (run / "report.html").read_bytes() == first
+    (run / "summary.json").unlink()
+    assert main(["report", str(run)]) == 2 and "not a search run folder" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Search commands: ``search``, ``worker``, ``report``."""
+"""Search commands: ``search``, ``worker`` (``report`` is in cli/report.py)."""
 
 from __future__ import annotations
 
@@ -132,9 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("report", help="rebuild trials.csv, pareto.csv and report.html from the study")
-    p.add_argument("run")
-    p.set_defaults(func=cmd_report)
+    from defect_nas.cli.report import add_report_parser
+
+    add_report_parser(sub)
 
 
 def typed_flags(args: argparse.Namespace) -> set[str]:
@@ -370,30 +370,3 @@ def cmd_worker(args: argparse.Namespace) -> None:
     study = create_or_load_study(config, storage, args.study, worker=os.getpid() % 1000 + 100)
     run_worker(ctx, study, stop.get("n_trials"), stop.get("deadline"))
     console.print(f"worker done: study {args.study} has {len(study.trials)} trials")
-
-
-def cmd_report(args: argparse.Namespace) -> None:
-    from defect_nas.nas.report import write_report
-    from defect_nas.nas.rows import load_summary, read_trials_csv
-    from defect_nas.nas.run import write_tables
-    from defect_nas.nas.storage import open_storage, sqlite_url
-
-    run_dir = Path(args.run)
-    if not RunFolder(run_dir).config.is_file():
-        raise DefectNasError(f"{run_dir}: not a search run folder (no config.json)")
-    cfg = json.loads(RunFolder(run_dir).config.read_text())
-    url = cfg.get("storage") if cfg.get("storage", "").startswith("postgresql") else sqlite_url(run_dir)
-    if url.startswith("sqlite") and not RunFolder(run_dir).study_db.is_file():
-        # a copied or committed run folder: the study is not there, its tables are
-        if not RunFolder(run_dir).trials_csv.is_file():
-            raise DefectNasError(f"{run_dir}: neither study.db nor trials.csv to rebuild the report from")
-        rows, source = read_trials_csv(RunFolder(run_dir).trials_csv), "trials.csv"
-    else:
-        import optuna
-
-        study = optuna.load_study(study_name=cfg.get("study", run_dir.name), storage=open_storage(url))
-        rows, source = write_tables(study, run_dir, keep_curves=True), "the study"
-    summary = load_summary(run_dir) or {"run": run_dir.name, "run_dir": str(run_dir)}
-    writable_folder(run_dir, "run folder")
-    write_report(RunFolder(run_dir).report, summary, rows)
-    console.print(f"rebuilt {RunFolder(run_dir).report} from {len(rows)} trials ({source})")

@@ -21,8 +21,11 @@ SEARCH_LATENCY_LABEL = "latency, batch 1 (ms; timed during the search beside tra
 
 
 def _svg(fig) -> str:
+    """The figure as inline SVG, byte-identical for the same data (no date, fixed element ids), so a
+    rebuilt report can be compared with the committed one."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with plt.rc_context({"svg.hashsalt": "defect-nas"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]

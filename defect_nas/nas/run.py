@@ -313,7 +313,8 @@ def finish(ctx: SearchContext, entrants: list[TrialRow], specs: dict[int, ArchSp
     timeline["promote_s"] = round(time.time() - t, 1)
     winner = entrants[0]["number"]
     if promoted:
-        winner = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy, cfg.fastest_in_band)["trial"]
+        winner = choose_winner(promoted, cfg.accuracy_margin, cfg.min_accuracy, cfg.fastest_in_band,
+                               val_images=len(ctx.split.val))["trial"]
     t = time.time()
     notes: list[str] = []
     runs = train_final(ctx, specs[winner], plan, workers, threads, log, watch, pace=rung2_pace(promoted, workers),

@@ -252,3 +252,33 @@ def trained_tiny_model(ds: Dataset, folder: Path):
     assert train(model, td, TrainConfig(epochs=12, batch_size=16, seed=0)).val_accuracy >= 80
     save_model(model.eval(), TINY_SPEC, ds.class_names, folder)
     return split, model
+
+
+def segmentation_folder(root: Path, per_part: dict[str, int] | None = None, size: int = 48,
+                        layout: str = "images-masks", seed: int = 0) -> Path:
+    """Grey images with a bright square (class 1, "blob") and/or a dark bar (class 2, "scratch") on
+    noise, with their class-index masks: ``images/<part>/i.png`` + ``masks/<part>/i.png`` (NEU-Seg's
+    layout), or ``layout="beside"``: ``i.png`` + ``i_mask.png`` in one folder, masks saved 0/255
+    (a black-and-white export) with only the blob."""
+    rng = np.random.default_rng(seed)
+    per_part = per_part or {"train": 24, "val": 8, "test": 8}
+    for part, n in per_part.items():
+        for i in range(n):
+            img = rng.integers(90, 140, (size, size)).astype(np.uint8)
+            mask = np.zeros((size, size), np.uint8)
+            s = int(rng.integers(size // 6, size // 3))
+            y, x = rng.integers(0, size - s, 2)
+            img[y:y + s, x:x + s], mask[y:y + s, x:x + s] = 230, 1
+            if layout != "beside" and i % 2:
+                r, c0 = int(rng.integers(0, size - 3)), int(rng.integers(0, size // 2))
+                img[r:r + 3, c0:c0 + size // 2], mask[r:r + 3, c0:c0 + size // 2] = 20, 2
+            if layout == "beside":
+                Image.fromarray(img).save(root / f"{part}-{i}.png")
+                Image.fromarray(mask * 255).save(root / f"{part}-{i}_mask.png")
+            else:
+                for kind, arr in (("images", img), ("masks", mask)):
+                    (root / kind / part).mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(arr).save(root / kind / part / f"{i}.png")
+    if layout != "beside":
+        (root / "classes.txt").write_text("background\nblob\nscratch\n")
+    return root

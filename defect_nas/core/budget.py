@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from defect_nas.core.cost import cost
 from defect_nas.core.errors import DefectNasError, Infeasible, SpecError
-from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Block, Conv, feature_sizes
+from defect_nas.core.spec import MAX_BLOCKS, MAX_WIDTH, ArchSpec, Conv, feature_sizes
 
 MIN_WIDTH = 4
 CHANNEL_MULTIPLE = 4  # fit prefers widths that are multiples of this (vectorise well), else any width
@@ -67,13 +67,16 @@ class Budget:
 
 
 def scale_widths(spec: ArchSpec, multiplier: float, divisor: int = 4) -> ArchSpec:
-    """Every block's width times ``multiplier``, rounded to ``divisor``, within [4, 4096]."""
+    """Every block's (and a decoder's) width times ``multiplier``, rounded to ``divisor``, within [4, 4096]."""
 
-    def scale(b: Block) -> Block:
-        w = round(b.out * multiplier / divisor) * divisor
-        return dataclasses.replace(b, out=int(min(MAX_WIDTH, max(MIN_WIDTH, w))))
+    def width(w: int) -> int:
+        return int(min(MAX_WIDTH, max(MIN_WIDTH, round(w * multiplier / divisor) * divisor)))
 
-    return spec.map_blocks(scale)
+    scaled = spec.map_blocks(lambda b: dataclasses.replace(b, out=width(b.out)))
+    if spec.decoder is None:
+        return scaled
+    d = spec.decoder  # a segmentation decoder scales with its backbone
+    return dataclasses.replace(scaled, decoder=dataclasses.replace(d, width=width(d.width), skip=width(d.skip)))
 
 
 def _width_fit(spec: ArchSpec, budget: Budget, size: int, multiple: int = CHANNEL_MULTIPLE) -> ArchSpec | str:

@@ -16,7 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from defect_nas.core.errors import SpecError
-from defect_nas.core.spec import LW, LW_KERNELS, ArchSpec, Basic, Bottleneck, Conv, feature_sizes, out_size, pool_size
+from defect_nas.core.spec import (
+    LW,
+    LW_KERNELS,
+    ArchSpec,
+    Basic,
+    Bottleneck,
+    Conv,
+    Decoder,
+    feature_sizes,
+    out_size,
+    pool_size,
+    tap_point,
+)
 
 
 @dataclass(frozen=True)
@@ -77,15 +89,36 @@ def cost(spec: ArchSpec, input_size: int | None = None) -> Cost:
             f"input_size: a flatten head is tied to the spec's input size {spec.input_size}, not {size}"
         )
     feature_sizes(spec, size)  # raises SpecError if a stride or pool collapses the map at this size
-    total, cin = Cost(0, 0), spec.in_channels
-    for _, b in spec.blocks():
+    total, cin, tapped = Cost(0, 0), spec.in_channels, None
+    tap = tap_point(spec)
+    for i, (_, b) in enumerate(spec.blocks()):
         c, size = block_cost(b, cin, size)
         total, cin = _sum(total, c), b.out
+        if i == tap:
+            tapped = (cin, size)
+    if spec.decoder is not None:
+        return _sum(total, decoder_cost(spec.decoder, cin, size, tapped, spec.num_classes))
     width = cin if spec.head.pool == "gap" else cin * size * size
     for out in (*spec.head.fc, spec.num_classes):
         total = _sum(total, Cost(width * out, width * out + out))
         width = out
     return total
+
+
+def decoder_cost(d: Decoder, cin: int, size: int, tapped: tuple[int, int] | None, classes: int) -> Cost:
+    """The decoder on a ``cin`` x ``size``^2 backbone map; ``tapped`` = (channels, size) of the shortcut's
+    map. Bilinear upsampling is not a MAC (fvcore's conv + linear convention): it is not counted."""
+    w = d.width
+    parts = [_conv(cin, w, 1, 1, size), _bn(w)]  # the ASPP's 1x1 branch
+    for _ in d.rates:  # depthwise 3x3 at the rate ('same' padding keeps the size), pointwise to the width
+        parts += [_conv(cin, cin, 3, 3, size, groups=cin), _bn(cin), _conv(cin, w, 1, 1, size), _bn(w)]
+    parts += [_conv((1 + len(d.rates)) * w, w, 1, 1, size), _bn(w)]  # the ASPP's projection
+    fused = w
+    if tapped is not None:
+        tc, size = tapped
+        parts += [_conv(tc, d.skip, 1, 1, size), _bn(d.skip), _conv(w + d.skip, w, 1, 1, size), _bn(w)]
+    parts.append(_conv(fused, classes, 1, 1, size, bias=True))  # the per-pixel classifier
+    return _sum(*parts)
 
 
 def macs(spec: ArchSpec, input_size: int | None = None) -> int:

@@ -93,8 +93,24 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Decoder:
+    """Huang et al.'s segmentation decoder (their section 3.3 and figure 3), in place of the head: an ASPP
+    on the backbone's last map (a 1x1 branch and, per atrous rate, a depthwise-separable 3x3 branch, each
+    ``width`` wide, concatenated and projected by a 1x1), bilinear upsampling to the map of stage ``tap``,
+    concatenated with that stage's output reduced to ``skip`` channels by a 1x1, a 1x1 fuse to ``width``,
+    a 1x1 per-pixel classifier, and bilinear upsampling to the input. BN + ReLU after every conv but the
+    classifier. ``tap=-1``: no shortcut (the classifier works on the ASPP's map)."""
+
+    width: int = 32
+    rates: tuple[int, ...] = (6, 12, 18)
+    tap: int = 0
+    skip: int = 16
+
+
+@dataclass(frozen=True)
 class ArchSpec:
-    """A whole network: input, stem, stages of blocks, head, number of classes."""
+    """A whole network: input, stem, stages of blocks, and a classifier head or (segmentation) a
+    decoder; ``num_classes`` counts mask classes, background included, for a decoder."""
 
     in_channels: int
     input_size: int
@@ -103,6 +119,12 @@ class ArchSpec:
     stages: tuple[tuple[Block, ...], ...]
     head: Head = Head()
     name: str = ""
+    decoder: Decoder | None = None
+
+    @property
+    def segments(self) -> bool:
+        """A per-pixel (segmentation) network: a decoder instead of the classifier head."""
+        return self.decoder is not None
 
     # ---- traversal -------------------------------------------------------------------
     def blocks(self) -> list[tuple[str, Block]]:
@@ -130,6 +152,9 @@ class ArchSpec:
             "stem": [_block_dict(b) for b in self.stem],
             "stages": [[_block_dict(b) for b in st] for st in self.stages],
             "head": {"pool": self.head.pool, "fc": list(self.head.fc), "dropout": self.head.dropout},
+            **({} if self.decoder is None else {"decoder": {
+                "width": self.decoder.width, "rates": list(self.decoder.rates), "tap": self.decoder.tap,
+                "skip": self.decoder.skip}}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -236,8 +261,22 @@ def _parse_head(d: Any) -> Head:
     return Head(pool=pool, fc=tuple(fc), dropout=float(dropout))
 
 
+def _parse_decoder(d: Any, stages: int) -> Decoder:
+    _check_keys(d, {"width", "rates", "tap", "skip"}, "decoder")
+    rates = d.get("rates", [6, 12, 18])
+    if (not isinstance(rates, list) or len(rates) > 4
+            or not all(isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 36 for r in rates)):
+        raise SpecError(f"decoder.rates: expected a list of at most 4 atrous rates in 1..36, got {rates!r}")
+    tap = d.get("tap", 0)
+    if isinstance(tap, bool) or not isinstance(tap, int) or not -1 <= tap < stages:
+        raise SpecError(f"decoder.tap: expected -1 (no shortcut) or a stage index in 0..{stages - 1}, got {tap!r}")
+    return Decoder(_int(d, "width", "decoder", 1, MAX_WIDTH, 32), tuple(rates), tap,
+                   _int(d, "skip", "decoder", 1, MAX_WIDTH, 16))
+
+
 def _parse_spec(d: Any) -> ArchSpec:
-    _check_keys(d, {"name", "in_channels", "input_size", "num_classes", "stem", "stages", "head"}, "spec")
+    _check_keys(d, {"name", "in_channels", "input_size", "num_classes", "stem", "stages", "head", "decoder"},
+                "spec")
     for key in ("in_channels", "input_size", "num_classes", "stem", "stages"):
         if key not in d:
             raise SpecError(f"spec.{key}: missing")
@@ -257,7 +296,8 @@ def _parse_spec(d: Any) -> ArchSpec:
     stages = tuple(
         tuple(_parse_block(b, f"stages[{s}][{i}]") for i, b in enumerate(st)) for s, st in enumerate(d["stages"])
     )
-    spec = ArchSpec(in_ch, size, classes, stem, stages, _parse_head(d.get("head", {})), name)
+    decoder = None if d.get("decoder") is None else _parse_decoder(d["decoder"], len(stages))
+    spec = ArchSpec(in_ch, size, classes, stem, stages, _parse_head(d.get("head", {})), name, decoder)
     validate(spec)
     return spec
 
@@ -269,8 +309,22 @@ def validate(spec: ArchSpec) -> ArchSpec:
         raise SpecError("spec.stem: a network needs at least one block")
     if len(blocks) > MAX_BLOCKS:
         raise SpecError(f"spec.stages: {len(blocks)} blocks is more than the maximum {MAX_BLOCKS}")
+    if spec.decoder is not None:
+        if not -1 <= spec.decoder.tap < len(spec.stages):
+            raise SpecError(f"decoder.tap: {spec.decoder.tap} is not -1 or a stage index in 0..{len(spec.stages) - 1}")
+        if spec.head != Head():
+            raise SpecError("head: a decoder replaces the classifier head; leave head out of a segmentation spec")
     feature_sizes(spec, spec.input_size)
     return spec
+
+
+def tap_point(spec: ArchSpec) -> int | None:
+    """Index (in ``blocks()`` order) of the block whose output the decoder's shortcut takes: the last
+    block of stage ``decoder.tap`` (or of the nearest non-empty stage before it); None without one."""
+    if spec.decoder is None or spec.decoder.tap < 0:
+        return None
+    end = len(spec.stem) + sum(len(st) for st in spec.stages[: spec.decoder.tap + 1]) - 1
+    return end if end >= 0 else None
 
 
 def out_size(size: int, stride: int) -> int:

@@ -67,3 +67,26 @@ def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Gene
     theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def paired_views(x: torch.Tensor, masks: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, C, H, W] and their masks [N, H, W] in the same dihedral view each: a flip or turn
+    moves a defect's pixels and its label together."""
+    return apply_views(x, views), apply_views(masks.unsqueeze(1), views).squeeze(1)
+
+
+def paired_resized_crop(x: torch.Tensor, masks: torch.Tensor, min_scale: float,
+                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``random_resized_crop`` of images and masks with one crop per pair: bilinear for the image,
+    nearest for the mask (a label never blends into another)."""
+    n = x.shape[0]
+    scale = torch.empty(n, device=x.device).uniform_(min_scale, 1.0, generator=generator).sqrt()
+    cx = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
+    cy = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    image = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    mask = F.grid_sample(masks.unsqueeze(1).to(x.dtype), grid, mode="nearest", padding_mode="reflection",
+                         align_corners=False)
+    return image, mask.squeeze(1).round().to(masks.dtype)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from defect_nas.core.spec import LW, ArchSpec, Basic, Block, Bottleneck, Conv, feature_sizes, validate
+from defect_nas.core.spec import LW, ArchSpec, Basic, Block, Bottleneck, Conv, feature_sizes, tap_point, validate
 from defect_nas.search_spaces.blocks import ConvBNAct, LWBottleneck, basic_block, bottleneck_block
+from defect_nas.search_spaces.decoder import DecoderHead
 
 
 def build_block(b: Block, cin: int) -> nn.Module:
@@ -22,7 +23,8 @@ def build_block(b: Block, cin: int) -> nn.Module:
 
 
 class Network(nn.Module):
-    """features (stem + stages) -> head; input is float [N, in_channels, H, W] in [0, 1]."""
+    """features (stem + stages) -> head (logits [N, classes]) or decoder (per-pixel logits [N, classes, H, W]);
+    input is float [N, in_channels, H, W] in [0, 1]."""
 
     def __init__(self, spec: ArchSpec):
         super().__init__()
@@ -33,6 +35,12 @@ class Network(nn.Module):
             layers.append(build_block(b, cin))
             cin = b.out
         self.features = nn.Sequential(*layers)
+        self.tap = tap_point(spec)
+        if spec.decoder is not None:  # segmentation: per-pixel logits at the input's size
+            tap_channels = None if self.tap is None else spec.blocks()[self.tap][1].out
+            self.decoder = DecoderHead(spec.decoder, cin, tap_channels, spec.num_classes)
+            _init(self)
+            return
         head: list[nn.Module] = []
         if spec.head.pool == "gap":
             head += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
@@ -51,7 +59,14 @@ class Network(nn.Module):
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        if self.spec.decoder is None:
+            return self.head(self.features(x))
+        size, tapped = x.shape[-2:], None
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == self.tap:
+                tapped = x
+        return self.decoder(x, tapped, size)
 
 
 def _init(model: nn.Module) -> None:

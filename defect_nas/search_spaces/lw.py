@@ -44,7 +44,7 @@ class LWSpace(Space):
     name = "lw"
     description = "Huang et al.'s LW-bottleneck backbone: per-stage width, repeats, stride; width multiplier"
 
-    def propose(self, trial: Any, task: Task) -> ArchSpec:
+    def backbone(self, trial: Any, task: Task) -> ArchSpec:
         mult = trial.suggest_categorical("multiplier", MULTIPLIERS)
         last = trial.suggest_categorical("last_width", [160, 320, 640])
         size = out_size(task.input_size, 2)
@@ -57,7 +57,7 @@ class LWSpace(Space):
             stages.append((width, stride, repeats))
         return lw_backbone(task, mult, tuple(stages), last, "lw")
 
-    def prototypes(self, task: Task) -> dict[str, ArchSpec]:
+    def backbone_prototypes(self, task: Task) -> dict[str, ArchSpec]:
         return {
             f"lw@{m}": lw_backbone(task, m, _fit_strides(TABLE2_STAGES, task.input_size), TABLE2_LAST, f"lw@{m}")
             for m in (0.35, 0.75)

@@ -19,7 +19,7 @@ class ResidualSpace(Space):
     name = "residual"
     description = "shallow heterogeneous ResNet-style stages (depth, width, kernel, stride, basic/bottleneck)"
 
-    def propose(self, trial: Any, task: Task) -> ArchSpec:
+    def backbone(self, trial: Any, task: Task) -> ArchSpec:
         stem_k = trial.suggest_categorical("stem_kernel", [3, 5, 7])
         stem_w = trial.suggest_categorical("stem_width", [16, 24, 32, 48, 64])
         stem_pool = trial.suggest_categorical("stem_pool", [0, 3])
@@ -43,7 +43,7 @@ class ResidualSpace(Space):
         stem = (Conv(stem_w, stem_k, 2, pool=stem_pool),)
         return ArchSpec(task.in_channels, task.input_size, task.num_classes, stem, tuple(stages), Head(), "residual")
 
-    def prototypes(self, task: Task) -> dict[str, ArchSpec]:
+    def backbone_prototypes(self, task: Task) -> dict[str, ArchSpec]:
         # ResNet principles at half the width and one basic block per stage (shallow, as
         # TinyDefectNet's search favoured): 7x7/2 stem + 3x3/2 max-pool, widths 32-256.
         stem = (Conv(32, 7, 2, pool=3),)

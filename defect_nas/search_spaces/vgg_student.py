@@ -26,13 +26,13 @@ class VGGStudentSpace(Space):
     name = "vgg-student"
     description = "Kim et al.'s student: five conv3+maxpool layers with widths C1..C5, FC, FC"
 
-    def propose(self, trial: Any, task: Task) -> ArchSpec:
+    def backbone(self, trial: Any, task: Task) -> ArchSpec:
         widths = tuple(trial.suggest_categorical(f"c{i + 1}", WIDTHS) for i in range(5))
         fc = trial.suggest_categorical("fc", [256, 1024, 4096])
         norm = trial.suggest_categorical("batchnorm", [False, True])
         return student(task, widths, fc, norm, "vgg-student")
 
-    def prototypes(self, task: Task) -> dict[str, ArchSpec]:
+    def backbone_prototypes(self, task: Task) -> dict[str, ArchSpec]:
         sixteenth = tuple(w // 16 for w in VGG_WIDTHS)
         return {
             "vgg-student/16": student(task, sixteenth, name="vgg-student/16"),

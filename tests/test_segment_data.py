@@ -1,0 +1,75 @@
+"""Segmentation data: both mask layouts load, a missing, extra or mis-sized mask is one line naming the
+file, the published split is kept, and augmentation moves a mask with its image."""
+
+import numpy as np
+import pytest
+import torch
+from datagen import segmentation_folder
+from PIL import Image
+from sklearn.metrics import jaccard_score
+
+from defect_nas.core.errors import DataError
+from defect_nas.data.masks import is_mask_layout, load_masks, mask_split
+from defect_nas.evaluators.augment import paired_resized_crop, paired_views
+from defect_nas.evaluators.seg_metrics import confusion, image_defect_accuracy, scores
+
+
+def test_images_and_masks_by_part_load_with_their_names_and_their_own_split(tmp_path):
+    root = segmentation_folder(tmp_path, {"train": 6, "val": 2, "test": 3})
+    assert is_mask_layout(root)
+    ds = load_masks(root)
+    assert ds.images.shape == (11, 1, 48, 48) and ds.masks.shape == (11, 48, 48)
+    assert ds.class_names == ("background", "blob", "scratch") and set(ds.masks.unique().tolist()) == {0, 1, 2}
+    split = mask_split(ds, seed=5)
+    assert split.sizes() == {"train": 6, "val": 2, "test": 3}  # the layout's parts, whatever the seed
+    assert {ds.parts[i] for i in split.test.tolist()} == {"test"}
+
+
+def test_a_mask_beside_each_image_saved_black_and_white_reads_as_background_and_defect(tmp_path):
+    root = segmentation_folder(tmp_path, {"a": 10}, layout="beside")
+    ds = load_masks(root)
+    assert ds.class_names == ("background", "defect") and set(ds.masks.unique().tolist()) == {0, 1}
+    assert ds.info["binary_masks_0_255"] and mask_split(ds, seed=0).sizes() == {"train": 6, "val": 2, "test": 2}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: (r / "masks" / "train" / "3.png").unlink(), "images/train/3.png: no mask masks/train/3.png"),
+    (lambda r: Image.new("L", (48, 48)).save(r / "masks" / "val" / "9.png"), "masks/val/9.png: a mask without"),
+    (lambda r: Image.new("L", (40, 48)).save(r / "masks" / "test" / "0.png"), "mask is 40x48 but its image"),
+    (lambda r: Image.new("RGB", (48, 48)).save(r / "masks" / "test" / "1.png"), "mask has mode RGB"),
+    (lambda r: (r / "classes.txt").write_text("background\nblob\n"), "names 2 classes but a mask holds"),
+])
+def test_a_missing_extra_or_mis_sized_mask_is_one_line_naming_the_file_and_the_fix(tmp_path, damage, message):
+    root = segmentation_folder(tmp_path, {"train": 4, "val": 2, "test": 2})
+    damage(root)
+    with pytest.raises(DataError, match=message) as e:
+        load_masks(root)
+    assert "\n" not in str(e.value)
+
+
+def test_every_view_and_crop_keeps_each_mask_on_its_image():
+    """A mask that is its image thresholded stays so after the paired views and crops; the same views
+    applied to the images alone would break it (checked too, so the test can fail)."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(16, 1, 32, 32, generator=g) > 0.7).float()  # pure 0/1 pixels
+    x[:, :, :8, :] = 0  # not symmetric: a wrong view cannot match by chance
+    m = (x[:, 0] > 0.5).to(torch.uint8)
+    views = torch.arange(16) % 8
+    xv, mv = paired_views(x, m, views)
+    assert torch.equal(mv, (xv[:, 0] > 0.5).to(torch.uint8))
+    assert not torch.equal(m[1:], (xv[1:, 0] > 0.5).to(torch.uint8))  # the views did move the pixels
+    xc, mc = paired_resized_crop(x, m, 0.3, g)
+    pure = (xc[:, 0] < 0.01) | (xc[:, 0] > 0.99)  # pixels not blended by the bilinear resampling
+    agree = (mc == (xc[:, 0] > 0.5).to(torch.uint8))[pure].float().mean()
+    assert pure.float().mean() > 0.3 and agree > 0.97
+
+
+def test_iou_from_the_confusion_matrix_equals_scikit_learns_jaccard():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, (4, 16, 16))
+    pred = np.where(rng.random(truth.shape) < 0.8, truth, rng.integers(0, 3, truth.shape))
+    s = scores(confusion(pred, truth, 3))
+    ref = 100 * jaccard_score(truth.ravel(), pred.ravel(), average=None)
+    assert np.allclose(s.iou, ref) and np.isclose(s.miou, ref.mean()) and np.isclose(s.miou_defects, ref[1:].mean())
+    empty = np.zeros_like(truth)
+    assert image_defect_accuracy(empty, truth) == 0.0 and image_defect_accuracy(truth, truth) == 100.0

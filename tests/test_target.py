@@ -11,7 +11,15 @@ from PIL import Image
 from test_search import TINY, cli
 
 from defect_nas.core.search_config import TARGET_SHARES, SearchConfig
-from defect_nas.nas.target import LADDER, MIN_RUNG_S, choose, keep_descending, run_target, rungs_that_fit
+from defect_nas.nas.target import (
+    LADDER,
+    MIN_RUNG_S,
+    choose,
+    keep_descending,
+    run_target,
+    rungs_that_fit,
+    rungs_worth_running,
+)
 
 
 def _point(run: str, macs: int, val: float | None, target: float, latency: float = 1.0) -> dict:
@@ -49,11 +57,12 @@ def _rung(final_s: float, val: float = 99.8):
     return run_one
 
 
-@pytest.mark.parametrize("final_s, rungs", [(1500.0, 1), (200.0, 4)])
+@pytest.mark.parametrize("final_s, rungs", [(3000.0, 1), (200.0, 4)])
 def test_a_target_reached_at_the_first_budget_descends_only_while_the_seeds_of_a_cheaper_one_have_time(
         tmp_path, final_s, rungs):
-    """30 minutes, the ceiling reached: if its seeds trained as slowly as 120 epochs in 25 min, no
-    cheaper budget's 3 seeds could get 40 epochs in what is left, so the descent stops there and the
+    """30 minutes, the ceiling reached: if its seeds trained as slowly as 120 epochs in 50 min, no
+    cheaper budget's 3 seeds could get 40 epochs in what is left (even at 1.6x the pace, 30M's share of
+    100M's), so the descent stops there and the
     run ends; trained fast (200 s), every budget of the ladder is tried."""
     config = SearchConfig(dataset="neu", time_budget_s=1800.0, explore_share=TARGET_SHARES[0],
                           promote_share=TARGET_SHARES[1])
@@ -125,3 +134,13 @@ def test_an_unreached_target_under_a_ceiling_exports_the_most_accurate_point_wit
     page = (run / "report.html").read_text()
     assert page.count("<svg") == 3 and "target 99%" in page and "WARNING" in page  # front x2, the winner's ROC
     assert "Operating point" in page
+
+
+def test_a_cheaper_budgets_seeds_are_paced_faster_than_the_last_ones():
+    """The 100M rung's seeds trained 135 epochs in 569 s (the reference run); 30M, 10M and 3M then share
+    1,600 s: at 100M's own pace only 2 would be kept, at the pace scaled by x^0.4 (measured 30M: 1.65x) 3."""
+    config = SearchConfig(dataset="neu", time_budget_s=3600.0, explore_share=TARGET_SHARES[0],
+                          promote_share=TARGET_SHARES[1])
+    pace = 135 / 569
+    assert rungs_worth_running(1600.0, [30e6, 10e6, 3e6], config, pace) == 2
+    assert rungs_worth_running(1600.0, [30e6, 10e6, 3e6], config, pace, paced=100e6) == 3

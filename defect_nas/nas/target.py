@@ -66,13 +66,22 @@ def final_seconds(share_s: float, config: SearchConfig) -> float:
     return (share_s - reserve_seconds(share_s)) * (1 - config.explore_share - config.promote_share)
 
 
-def rungs_worth_running(left_s: float, budgets: list[float], config: SearchConfig, pace: float | None) -> int:
+#: A budget x times cheaper trains its seeds at least x ** PACE_EXPONENT times as fast (NEU, 200 px, the
+#: reference run's seed-epochs per second: 100M -> 30M 1.65x for 3.4x fewer MACs (x^0.41), 30M -> 10M
+#: 1.97x for 3x (x^0.62), 10M -> 3M 1.16x for 3.3x, its seeds capped at 150 epochs before the time).
+PACE_EXPONENT = 0.4
+
+
+def rungs_worth_running(left_s: float, budgets: list[float], config: SearchConfig, pace: float | None,
+                        paced: float | None = None) -> int:
     """How many of the remaining ``budgets`` (most expensive first) to run: as many as the time left
     gives each an equal share in which ``config.final_seeds`` seeds train MIN_FINAL_EPOCHS epochs at
-    ``pace`` (the last rung's seed-epochs per second; a cheaper network trains at least as fast).
-    0: no cheaper budget would converge, so the descent stops."""
+    ``pace`` (the seed-epochs per second of the last rung, budget ``paced``), sped up for the next,
+    cheaper budget by PACE_EXPONENT. 0: no cheaper budget would converge, so the descent stops."""
     if pace is None:
         return len(budgets)
+    if paced is not None and budgets:
+        pace *= max(1.0, paced / budgets[0]) ** PACE_EXPONENT
     need = config.final_seeds * MIN_FINAL_EPOCHS / pace
     return next((k for k in range(len(budgets), 0, -1) if final_seconds(left_s / k, config) >= need), 0)
 
@@ -116,14 +125,14 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
     run_dir.mkdir(parents=True, exist_ok=True)
     points: list[dict] = []
     stopped, interrupted = "the ladder's last budget", False
-    queue, pace = list(budgets), None
+    queue, pace, paced = list(budgets), None, None
     while queue:
         if deadline is not None and points:
-            k = rungs_worth_running(deadline - time.time(), queue, config, pace)
+            k = rungs_worth_running(deadline - time.time(), queue, config, pace, paced)
             if k < len(queue):
                 cut = ", ".join(f"{b / 1e6:g}m" for b in queue[k:])
                 log(f"target {target:g}%: {cut} dropped: the time left would not train their "
-                    f"{config.final_seeds} seeds {MIN_FINAL_EPOCHS} epochs at the last budget's pace")
+                    f"{config.final_seeds} seeds {MIN_FINAL_EPOCHS} epochs at the last budget's pace, scaled to theirs")
                 queue = queue[:k]
             if not queue:
                 stopped = (f"the time left trains no cheaper budget's {config.final_seeds} seeds to "
@@ -138,7 +147,8 @@ def run_target(config: SearchConfig, run_dir: Path, target: float, run_one: RunO
         sub = replace(config, budget_flops=budget * under, time_budget_s=share, fastest_in_band=True)
         summary = run_one(sub, run_dir / "budgets" / name, now)
         points.append(front_point(budget, f"budgets/{name}", summary, target))
-        pace = seed_epochs_per_s(summary) or pace
+        if (measured := seed_epochs_per_s(summary)) is not None:
+            pace, paced = measured, budget
         if summary.get("interrupted"):
             stopped, interrupted = "interrupted", True
             break

@@ -1,6 +1,8 @@
 """Segmentation data: both mask layouts load, a missing, extra or mis-sized mask is one line naming the
 file, the published split is kept, and augmentation moves a mask with its image."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,35 @@ def test_iou_from_the_confusion_matrix_equals_scikit_learns_jaccard():
     assert np.allclose(s.iou, ref) and np.isclose(s.miou, ref.mean()) and np.isclose(s.miou_defects, ref[1:].mean())
     empty = np.zeros_like(truth)
     assert image_defect_accuracy(empty, truth) == 0.0 and image_defect_accuracy(truth, truth) == 100.0
+
+
+def test_train_segments_a_folder_of_masks_and_scores_each_class_on_the_test_part(tmp_path, capsys):
+    """The data's layout selects the task; the run folder holds the model (ONNX included) and the per-class
+    IoU of the held-out part; the network learns the two shapes."""
+    from defect_nas.cli.main import main
+
+    root = segmentation_folder(tmp_path / "data", {"train": 48, "val": 12, "test": 12}, size=48)
+    code = main(["train", "--dataset", str(root), "--arch", "prototype:residual/resnet-proto", "--epochs", "12",
+                 "--batch-size", "8", "--results", str(tmp_path / "runs"), "--json"])
+    assert code in (0, None)
+    run = tmp_path / "runs" / "train-seg-resnet-proto-s0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]["iou"]) == {"background", "blob", "scratch"}
+    assert metrics["test"]["miou"] > 60 and metrics["test"]["iou"]["blob"] > 50  # chance is ~30% mIoU here
+    assert (run / "model" / "model.onnx").is_file() and metrics["split"]["policy"] == "the layout's own parts"
+    assert json.loads((run / "split.json").read_text())["test"][0].startswith("images/test/")
+
+
+def test_classification_on_mask_data_and_segmentation_with_a_missing_mask_are_one_line_exit_2(tmp_path, capsys):
+    from defect_nas.cli.main import main
+
+    root = segmentation_folder(tmp_path / "data", {"train": 4, "val": 2, "test": 2})
+    assert main(["train", "--dataset", str(root), "--arch", "prototype:residual/resnet-proto", "--task",
+                 "classify", "--results", str(tmp_path / "runs")]) == 2
+    assert "segmentation data" in capsys.readouterr().err
+    (root / "masks" / "val" / "1.png").unlink()
+    assert main(["train", "--dataset", str(root), "--arch", "prototype:residual/resnet-proto",
+                 "--results", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "images/val/1.png: no mask" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing written

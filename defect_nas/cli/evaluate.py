@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_teacher_args(p)
     p.add_argument("--results", default="results", help="folder for run folders (default: results)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--task", choices=["classify", "segment"],
+                   help="segment: per-pixel masks (a decoder on the backbone); default: what the data is "
+                        "(images/ + masks/, or x_mask.png beside x, is segmentation data)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -187,7 +190,11 @@ def resolve_arch(text: str, task: Task) -> ArchSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from defect_nas.cli.segment import cmd_train_segment, wants_segmentation
     from defect_nas.evaluators.run import train_spec, write_run
+
+    if wants_segmentation(args):
+        return cmd_train_segment(args)
 
     runtime = runtime_from(args)
     tcfg = TrainConfig(epochs=args.epochs, input_size=args.input_size, batch_size=args.batch_size,

@@ -74,7 +74,17 @@ def scan_path(root: Path) -> Scan:
     root = require_dir(root)
     if is_dagm(root):
         return scan_dagm(root)
+    _not_masks(root)
     return scan_neu(root) or scan_folder(root)
+
+
+def _not_masks(root: Path) -> None:
+    """Class folders named images/ and masks/ would be nonsense, not an error: say what the data is."""
+    from .masks import is_mask_layout
+
+    if is_mask_layout(root):
+        raise DataError(f"{root}: images with masks are segmentation data, not class folders: train a segmenter "
+                        "with `defect-nas train --task segment` (the search does not segment yet)")
 
 
 def dataset_folder(name_or_path: str | Path, data_root: str | Path | None = None) -> Path:
@@ -122,6 +132,7 @@ def load_dataset(
     if is_dagm(folder):
         patch = size if isinstance(size, int) else (size[0] if size else 224)
         return load_dagm(folder, patch=patch, seed=seed, channels=channels, name="dagm")
+    _not_masks(folder)
     scan = scan_neu(folder)
     if name == "neu" and scan is None:
         found = {neu_class(d.name) for d in subdirs(folder)} - {None}

@@ -56,16 +56,21 @@ def gather_views(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c, h * w).gather(2, idx).view(n, c, h, w)
 
 
-def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random square crops covering ``min_scale``..1 of the area, resized back, in one
-    ``grid_sample`` call for the whole batch."""
+def _crop_grid(x: torch.Tensor, min_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """A random square crop per sample (``min_scale``..1 of the area), as a ``grid_sample`` grid."""
     n = x.shape[0]
     scale = torch.empty(n, device=x.device).uniform_(min_scale, 1.0, generator=generator).sqrt()
     cx = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
     cy = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
     theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.affine_grid(theta, list(x.shape), align_corners=False)
+
+
+def random_resized_crop(x: torch.Tensor, min_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random square crops covering ``min_scale``..1 of the area, resized back, in one
+    ``grid_sample`` call for the whole batch."""
+    grid = _crop_grid(x, min_scale, generator)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -79,13 +84,7 @@ def paired_resized_crop(x: torch.Tensor, masks: torch.Tensor, min_scale: float,
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``random_resized_crop`` of images and masks with one crop per pair: bilinear for the image,
     nearest for the mask (a label never blends into another)."""
-    n = x.shape[0]
-    scale = torch.empty(n, device=x.device).uniform_(min_scale, 1.0, generator=generator).sqrt()
-    cx = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
-    cy = (torch.rand(n, generator=generator, device=x.device) * 2 - 1) * (1 - scale)
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = scale, scale, cx, cy
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = _crop_grid(x, min_scale, generator)
     image = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     mask = F.grid_sample(masks.unsqueeze(1).to(x.dtype), grid, mode="nearest", padding_mode="reflection",
                          align_corners=False)

@@ -10,7 +10,6 @@ Distillation, samplers and logit adjustment are classification-only and refused 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +22,7 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.evaluators.augment import paired_resized_crop, paired_views, views_for
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.evaluators.seg_metrics import SegScores, confusion, scores
-from defect_nas.evaluators.trainer import TrainConfig, _to_input, model_in_channels
+from defect_nas.evaluators.trainer import TrainConfig, _to_input, model_in_channels, optimizer_for, warmup_cosine
 
 
 @dataclass
@@ -78,19 +77,13 @@ def train_segmenter(model: nn.Module, data: SegData, config: TrainConfig, runtim
     model.to(dev)
     weights = pixel_weights(data.m_train, k).to(dev) if config.class_weights == "balanced" else None
     lr = config.learning_rate
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    opt = optimizer_for(model, config)
     steps = max(1, len(x_train) // config.batch_size)
     planned = config.epochs
     warmup = min(int(config.warmup_epochs * steps), steps * planned // 4)
 
     def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps * planned - warmup))))
+        return warmup_cosine(step, lr, warmup, steps * planned)
 
     best_key, best_epoch, best_state, best_scores = (-1.0, 0.0), 0, None, None
     history: list[dict] = []

@@ -110,6 +110,22 @@ class TrainResult:
     stop_reason: str = "epochs"  # "epochs" | "plateau" | "time"
 
 
+def optimizer_for(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over the trainable parameters (SGD: Nesterov momentum)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def warmup_cosine(step: int, lr: float, warmup: int, total: int) -> float:
+    """The learning rate at ``step``: linear warm-up over ``warmup`` steps, then a cosine to 0 at ``total``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
 def _to_input(x_uint8: torch.Tensor, channels: int, channels_last: bool) -> torch.Tensor:
     x = x_uint8.float().div_(255)
     if x.shape[1] != channels:  # grayscale data into an RGB model
@@ -222,20 +238,13 @@ def train(
     ).to(dev)
     adjust = _logit_adjustment(data.y_train, k, config.logit_adjust).to(dev)
     lr = config.learning_rate
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    opt = optimizer_for(model, config)
     steps_per_epoch = max(1, len(x_train) // config.batch_size)  # drop the ragged last batch (BN)
     planned = config.epochs
     warmup = min(int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * planned // 4)
 
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        total = steps_per_epoch * planned
-        return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    def lr_at(step: int) -> float:  # reads ``planned``, which a time budget may change
+        return warmup_cosine(step, lr, warmup, steps_per_epoch * planned)
 
     ema: AveragedModel | None = None
     best_key, best_epoch, best_state, history, since_best = (-1.0, 0.0), 0, None, [], 0

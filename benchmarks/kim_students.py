@@ -122,7 +122,7 @@ def write_page(table: pd.DataFrame, path: Path) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from defect_nas.nas.report import _svg, _table
+    from defect_nas.nas.report import html_table, svg_of
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for (teacher, size, device), g in table.groupby(["teacher", "input_size", "device"], sort=False):
@@ -151,7 +151,7 @@ def write_page(table: pd.DataFrame, path: Path) -> Path:
             f"<p>{html.escape(PAPER)}.</p><p>Students regress the teacher's logits (L2, no label term); "
             "each point is the test accuracy (360 images, seed-0 split) of the best-validation epoch. "
             "Rows at different input sizes or devices are different fidelities: compare teachers within one.</p>"
-            f"{_svg(fig)}{_table(rows, cols)}")
+            f"{svg_of(fig)}{html_table(rows, cols)}")
     path.write_text(page)
     return path
 

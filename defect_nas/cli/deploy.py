@@ -75,7 +75,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         model = build(spec)
         model.load_state_dict(load_file(weights))
         split = json.loads(RunFolder(run_dir).split.read_text()) if RunFolder(run_dir).split.is_file() else {}
-        labels = tuple((split.get("counts") or {}).get("train") or (f"class{i}" for i in range(spec.num_classes)))
+        labels = tuple(split.get("class_names") or (split.get("counts") or {}).get("train")  # a segmentation run's
+                       or (f"class{i}" for i in range(spec.num_classes)))  # split.json names its classes
         out = Path(args.out or run_dir / f"export-trial-{args.trial}")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -86,13 +87,18 @@ def cmd_export(args: argparse.Namespace) -> None:
             for stale in files:
                 (out / stale).unlink(missing_ok=True)
     checked = RunFolder(run_dir).has_split() and set(formats) & {"onnx-int8", "openvino", "openvino-int8"}
-    if not checked:
+    if spec.segments:  # masks have no OK/NG threshold; int8 is checked on mIoU
+        from defect_nas.cli.segment import export_segmenter
+
+        written = export_segmenter(run_dir, model, spec, labels, formats, out)
+    elif not checked:
         written = save_model(model, spec, labels, out, formats)
     else:
         x_cal, x_test, y_test = run_images(run_dir, spec, labels)
         written = save_model(model, spec, labels, out, formats, calibration=x_cal)
         written += check_runtimes(out, formats, x_test, y_test, len(x_cal))
-    if RunFolder(run_dir).has_split():  # the OK/NG threshold of what was exported, run as predict runs it
+    if RunFolder(run_dir).has_split() and not spec.segments:  # the OK/NG threshold of what was exported, as predict
+        # runs it
         from defect_nas.data.preprocess import recorded_part, recorded_test
         from defect_nas.deploy.operating_point import measure
 

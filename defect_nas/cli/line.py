@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_runtime_args(p)
     p.add_argument("--csv", help="also write path, class, probability, decision to this CSV file")
+    p.add_argument("--out", help="a segmentation model's outputs: OUT/masks/<stem>.png (class indices) and "
+                                 "OUT/overlays/<stem>.png (default: predictions/ here)")
+    p.add_argument("--truth", help="a segmentation model: the folder of the true masks (<stem>.png) to score "
+                                   "the predicted ones against (mIoU, IoU per class)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -89,6 +93,12 @@ def image_files(items: list[str]) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> None:
     predictor = predictor_of(args)
     files = image_files(args.images)
+    if predictor.spec.segments:
+        from defect_nas.cli.segment import predict_segment
+
+        return predict_segment(args, predictor, files)
+    if args.out or args.truth:
+        raise DefectNasError("--out and --truth are for segmentation models; a classifier writes --csv")
     if args.csv:  # an unwritable place fails before the work; an existing file is replaced only at the end
         writable_folder(Path(args.csv).resolve().parent, "--csv")
     rows, skipped = [], []

@@ -29,6 +29,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     if not folder.config.is_file() and "front" in summary:
         writable_folder(run_dir, "run folder")
         _front_report(folder, summary)
+    elif folder.config.is_file() and summary.get("task") == "segment":
+        from defect_nas.nas.seg_run import rebuild_report
+
+        writable_folder(run_dir, "run folder")
+        rebuild_report(run_dir, log=console.print)
     elif folder.config.is_file():
         _search_report(folder, summary)
     else:

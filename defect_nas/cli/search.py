@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tolerance", type=field_type("tolerance"), default=0.05)
     p.add_argument("--dataset", default="neu", help=DATASET_HELP)
+    p.add_argument("--task", choices=["classify", "segment"],
+                   help="segment: per-pixel masks, a decoder on each backbone, scored by mIoU; default: what the "
+                        "data is (images/ + masks/, or x_mask.png beside x, is segmentation data)")
     p.add_argument("--space", default="residual", help="one or more spaces, comma-separated (residual,lw,vgg-student)")
     p.add_argument("--strategy", choices=STRATEGIES.names(), default="tpe")
     p.add_argument("--nsga2-cost", choices=["macs", "latency"], default="macs")
@@ -185,8 +188,11 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
     spaces = tuple(s.strip() for s in args.space.split(",") if s.strip())
     # absolute, so that a worker started elsewhere (or a resumed run) finds the same file
     weights = str(Path(args.teacher_weights).expanduser().resolve()) if args.teacher_weights else None
+    from defect_nas.cli.segment import wants_segmentation
+
     config = SearchConfig(
-        dataset=args.dataset, spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
+        dataset=args.dataset, task="segment" if wants_segmentation(args) else "classify",
+        spaces=spaces, budget_flops=args.budget_flops, tolerance=args.tolerance,
         max_params=args.max_params, max_latency_ms=args.max_latency_ms, strategy=args.strategy,
         nsga2_cost=args.nsga2_cost, objective=args.objective, latency_target_ms=args.latency_target_ms,
         channel_multiple=args.channel_multiple,
@@ -286,6 +292,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from(args)
     device = Runtime(device=args.device).device  # a GPU asked for but absent fails here, before anything is written
+    if config.task == "segment":
+        from defect_nas.cli.segment import cmd_search_segment
+
+        return cmd_search_segment(args, config, device, started)
     feasible = check_budget_feasible(config)
     if args.target_accuracy is not None:
         from defect_nas.cli.target import cmd_target

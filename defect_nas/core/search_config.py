@@ -30,6 +30,7 @@ AUTO = ("proxy_input_size",)  # None = chosen from the data; resuming, a run kee
 RETIRED = ("search_share", "baseline_epochs", "top_k_retrain")  # keys of older config.json files, ignored
 MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1G at 224 px); above this a
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
+TASKS = ("classify", "segment")
 IMBALANCE_CHOICES = ("auto", "none", "sampler", "weights", "logit")
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 FLAGS = {"spaces": "--space", "time_budget_s": "--time-budget"}  # fields whose flag is not --field-name
@@ -80,6 +81,7 @@ TARGET_SHARES = (0.25, 0.10)
 @dataclass(frozen=True)
 class SearchConfig:
     dataset: str = "neu"
+    task: str = "classify"  # or "segment": per-pixel masks, a decoder on each backbone (nas.seg_search)
     spaces: tuple[str, ...] = ("residual",)
     budget_flops: float = 100e6
     tolerance: float = 0.05
@@ -141,6 +143,8 @@ class SearchConfig:
         # "none" means no baselines, as on the command line: one spelling, so a run stored with
         # ("none",) resumes under a config with ()
         object.__setattr__(self, "baselines", tuple(b for b in self.baselines if b != "none"))
+        if self.task not in TASKS:
+            problems.append(f"--task {self.task!r}: choose {' or '.join(TASKS)}")
         if self.imbalance not in IMBALANCE_CHOICES:
             problems.append(f"--imbalance {self.imbalance!r}: choose {', '.join(IMBALANCE_CHOICES)}")
         if self.nsga2_cost not in ("macs", "latency"):

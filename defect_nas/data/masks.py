@@ -9,7 +9,8 @@ Two layouts, detected from the folder:
 
 A mask holds class indices (0 = background). Masks whose only values are 0 and 255 (a common
 black-and-white export) are read as 0 / 1. Class names come from ``classes.txt`` in the root (one per
-line, index order), else ``background`` + ``class 1``, ``class 2``, ... (``defect`` for two classes).
+line, index order), else a registered set's names (``neu-seg``), else ``background`` + ``class 1``,
+``class 2``, ... (``defect`` for two classes).
 Images of other sizes are scaled to the data's square as classification data is (``imageio.fit``), their
 masks by nearest neighbour, so a label never blends. A missing, extra or mis-sized mask is a one-line
 DataError naming the file and the fix.
@@ -123,7 +124,7 @@ def _scan_images_masks(root: Path, images: Path, masks: Path) -> list[tuple[Path
     return pairs
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "1", "I", "I;16"):
@@ -136,7 +137,7 @@ def _read_mask(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode mask ({e.__class__.__name__}): replace or delete it") from None
 
 
-def _class_names(root: Path, top: int) -> tuple[str, ...]:
+def _class_names(root: Path, top: int, known: tuple[str, ...] | None) -> tuple[str, ...]:
     listed = root / "classes.txt"
     if listed.is_file():
         names = tuple(line.strip() for line in listed.read_text().splitlines() if line.strip())
@@ -144,14 +145,17 @@ def _class_names(root: Path, top: int) -> tuple[str, ...]:
             raise DataError(f"{listed}: names {len(names)} classes but a mask holds the value {top}: add the "
                             "missing names (one per line, index order) or fix the masks")
         return names
+    if known is not None and top < len(known):
+        return known
     return ("background", "defect") if top <= 1 else ("background", *(f"class {i}" for i in range(1, top + 1)))
 
 
-def load_masks(root: Path, channels: int | None = None, name: str | None = None) -> MaskDataset:
+def load_masks(root: Path, channels: int | None = None, name: str | None = None,
+               class_names: tuple[str, ...] | None = None) -> MaskDataset:
     """Decode every image and mask of a segmentation folder into memory (see the module docstring)."""
     layout, pairs = scan_masks(root)
     images = parallel_map(decode_image, [p[0] for p in pairs])
-    masks = parallel_map(_read_mask, [p[1] for p in pairs])
+    masks = parallel_map(read_mask, [p[1] for p in pairs])
     for (image, mask, _), a, m in zip(pairs, images, masks):
         if a.shape[:2] != m.shape:
             raise DataError(f"{rel(mask, root)}: mask is {m.shape[1]}x{m.shape[0]} but its image {rel(image, root)} "
@@ -160,7 +164,7 @@ def load_masks(root: Path, channels: int | None = None, name: str | None = None)
     if binary:
         masks = [(m > 0).astype(np.int64) for m in masks]
     top = max(int(m.max()) for m in masks)
-    names = _class_names(root, top)
+    names = _class_names(root, top, class_names)
     side = target_size([a.shape[:2] for a in images])
     c = choose_channels(images, channels)
     x = np.stack([to_chw(fit(a, side), c) for a in images])
@@ -200,3 +204,13 @@ def mask_split(ds: MaskDataset, seed: int = 0, val_share: float = 0.15, test_sha
     if min(len(v) for v in idx.values()) == 0:
         raise DataError(f"{ds.root}: {n} image(s) cannot fill train, val and test: add images")
     return Split(*(idx[p].sort().values for p in ("train", "val", "test")), ds.fingerprint, seed, {"policy": policy})
+
+
+def masks_at(ds: MaskDataset, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (bilinear, as classification data is resized) and masks (nearest: labels never blend) at ``size``."""
+    from .preprocess import resize_uint8
+
+    if size == ds.images.shape[-1]:
+        return ds.images, ds.masks
+    masks = torch.nn.functional.interpolate(ds.masks[:, None].float(), size=(size, size), mode="nearest")
+    return resize_uint8(ds.images, size), masks[:, 0].to(torch.uint8)

@@ -34,12 +34,15 @@ class KnownDataset:
     folders: tuple[str, ...]  # folder names (lower-case, separators removed), in order of preference
     expected: str  # the folder name the error message suggests
     hint: str = ""  # how else to get it
+    mask_classes: tuple[str, ...] | None = None  # a segmentation set's class names, index order (0 = background)
 
 
 DATASETS: Registry[KnownDataset] = Registry("dataset", "--dataset")
 DATASETS.add("neu", KnownDataset(("neucls", "neu", "neudet", "neusurfacedefectdatabase"), "neu-cls",
                                  " (or import a download with `defect-nas datasets import neu PATH`)"))
 DATASETS.add("dagm", KnownDataset(("dagm", "dagm2007"), "dagm"))
+DATASETS.add("neu-seg", KnownDataset(("neuseg",), "neu-seg", mask_classes=(  # its SOURCE.md: 0..3
+    "background", "inclusion", "patches", "scratches")))
 
 
 def _key(name: str) -> str:
@@ -83,8 +86,7 @@ def _not_masks(root: Path) -> None:
     from .masks import is_mask_layout
 
     if is_mask_layout(root):
-        raise DataError(f"{root}: images with masks are segmentation data, not class folders: train a segmenter "
-                        "with `defect-nas train --task segment` (the search does not segment yet)")
+        raise DataError(f"{root}: images with masks are segmentation data, not class folders: add --task segment")
 
 
 def dataset_folder(name_or_path: str | Path, data_root: str | Path | None = None) -> Path:
@@ -158,6 +160,16 @@ def load_dataset(
         negative_classes=scan.negative_classes,
         info=info,
     )
+
+
+def load_segmentation(name_or_path: str | Path, data_root: str | Path | None = None):
+    """A segmentation set (``data.masks``) by name or path; a registered one carries its class names
+    unless its folder has a ``classes.txt``."""
+    from .masks import load_masks
+
+    name, folder = _resolve(name_or_path, data_root)
+    known = DATASETS.get(name).mask_classes if name in DATASETS else None
+    return load_masks(require_dir(folder).resolve(), name=name, class_names=known)
 
 
 def list_datasets(data_root: str | Path | None = None) -> list[dict]:

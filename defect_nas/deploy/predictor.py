@@ -79,6 +79,12 @@ class Predictor:
                                   {name: float(v) for name, v in zip(self.labels, p)}))
         return out
 
+    def masks(self, x_uint8: np.ndarray) -> np.ndarray:
+        """A segmenter's class-index masks, uint8 [N, H, W] at the model's input size (per-pixel argmax)."""
+        if not self.spec.segments:
+            raise DefectNasError(f"{self.folder}: a classifier; masks need a segmentation model (--task segment)")
+        return np.asarray(self._logits(x_uint8.astype(np.float32) / 255)).argmax(1).astype(np.uint8)
+
     def predict(self, paths: list[str] | tuple[str, ...]) -> list[Prediction]:
         """The most probable class of each image file (one file at a time: a line PC sees one part)."""
         return [self.classify(self.read(p), [str(p)])[0] for p in paths]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,9 +62,11 @@ def _check(config: TrainConfig) -> None:
                              "--kd, --sampler and --logit-adjust at their defaults")
 
 
-def train_segmenter(model: nn.Module, data: SegData, config: TrainConfig, runtime: Runtime | None = None
-                    ) -> SegResult:
-    """Train ``model`` in place; it ends with the weights of its best validation epoch (mIoU)."""
+def train_segmenter(model: nn.Module, data: SegData, config: TrainConfig, runtime: Runtime | None = None,
+                    on_epoch: Callable[[int, float, dict], None] | None = None) -> SegResult:
+    """Train ``model`` in place; it ends with the weights of its best validation epoch (mIoU).
+    ``on_epoch(epoch, val_miou, record)`` after each epoch: the search's pruner reports there (and may
+    raise ``optuna.TrialPruned``)."""
     _check(config)
     start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -117,6 +120,8 @@ def train_segmenter(model: nn.Module, data: SegData, config: TrainConfig, runtim
         elapsed = time.perf_counter() - start
         history.append({"epoch": epoch, "loss": loss_sum.item() / steps, "val_miou": val.miou, "val_loss": val_loss,
                         "lr": lr_at(step - 1), "seconds": elapsed})
+        if on_epoch is not None:
+            on_epoch(epoch, val.miou, history[-1])
         if (val.miou, -val_loss) > (best_key[0], best_key[1] + 1e-4):
             best_key, best_epoch, best_scores = (val.miou, -val_loss), epoch, val
             best_state = copy.deepcopy(model.state_dict())

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from defect_nas.nas.operating_report import operating_section
-from defect_nas.nas.report import _svg, plt
+from defect_nas.nas.report import svg_of, plt
 
 
 def _front_plot(points: list[dict], x: str, xlabel: str, target: float) -> str:
@@ -26,7 +26,7 @@ def _front_plot(points: list[dict], x: str, xlabel: str, target: float) -> str:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def write_front_report(path: Path, result: dict) -> Path:

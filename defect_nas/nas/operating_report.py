@@ -16,7 +16,7 @@ from defect_nas.deploy.operating_point import format_rate
 
 
 def _roc(op: dict) -> str:
-    from defect_nas.nas.report import _svg
+    from defect_nas.nas.report import svg_of
 
     sign = -1.0 if op["mode"] == GOOD_VS_DEFECT else 1.0  # higher = defect, as the threshold is chosen
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
@@ -37,7 +37,7 @@ def _roc(op: dict) -> str:
     ax.set_ylim(max(0.0, min(lowest, 90.0) - 5), 100.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def operating_section(model_dir: Path) -> list[str]:

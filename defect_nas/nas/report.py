@@ -20,7 +20,14 @@ LATENCY_LABEL = "latency, batch 1 (ms, ONNX Runtime; timed after the search, apa
 SEARCH_LATENCY_LABEL = "latency, batch 1 (ms; timed during the search beside training trials: a screen)"
 
 
-def _svg(fig) -> str:
+HEAD = ("<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
+        "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
+        ".plots{display:flex;flex-wrap:wrap;gap:1em}.plots>div{flex:1 1 480px}svg{max-width:100%;height:auto}"
+        "</style></head><body>")
+
+
+def svg_of(fig) -> str:
     """The figure as inline SVG, byte-identical for the same data (no date, fixed element ids), so a
     rebuilt report can be compared with the committed one."""
     buf = io.StringIO()
@@ -78,7 +85,7 @@ def _scatter(rows: list[dict], x: str, xlabel: str, winner: dict | None, log: bo
     ax.set_ylabel("validation accuracy (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _progress(rows: list[dict], objective: str = "netscore") -> str:
@@ -99,7 +106,7 @@ def _progress(rows: list[dict], objective: str = "netscore") -> str:
     ax.set_ylabel(objective)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _confusion(matrix: list[list[int]], names: list[str]) -> str:
@@ -113,7 +120,7 @@ def _confusion(matrix: list[list[int]], names: list[str]) -> str:
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _curves(path: Path) -> str | None:
@@ -142,7 +149,7 @@ def _curves(path: Path) -> str | None:
         if keys:
             ax.legend(fontsize=8)
     axes[0].set_ylabel("validation accuracy (%)")
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -150,7 +157,7 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {state.lower()}" for state, n in counts.items()) or "none"
 
 
-def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+def html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in cols)
     body = []
     for r in rows:
@@ -173,11 +180,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     wrow = next((r for r in rows if r["number"] == winner.get("trial")), None)
     objective = str(summary.get("objective") or "netscore").split(":")[0]
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>defect-nas report</title><style>",
-        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
-        "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
-        ".plots{display:flex;flex-wrap:wrap;gap:1em}.plots>div{flex:1 1 480px}svg{max-width:100%;height:auto}",
-        "</style></head><body>",
+        HEAD,
         f"<h1>defect-nas search: {html.escape(summary.get('run', ''))}</h1>",
         f"<p>{html.escape(summary.get('description', ''))}</p>",
         f"<p>Trials: {html.escape(_counts(summary.get('trial_counts', {})))}. "
@@ -203,7 +206,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         parts.append(f"<p>Trained: {html.escape(winner['fidelity'])}.</p>")
     if winner:
         parts.append(
-            _table(
+            html_table(
                 [winner],
                 [
                     ("name", "winner"),
@@ -221,7 +224,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         )
     if (winner.get("final") or {}).get("seeds"):
         parts += ["<h3>Final seeds</h3>",
-                  _table(winner["final"]["seeds"], [("seed", "seed"), ("val_accuracy", "val acc %"),
+                  html_table(winner["final"]["seeds"], [("seed", "seed"), ("val_accuracy", "val acc %"),
                                                    ("test_accuracy", "test acc %"), ("epochs_run", "epochs run"),
                                                    ("planned_epochs", "planned"), ("best_epoch", "best epoch"),
                                                    ("stop_reason", "stopped by"), ("train_seconds", "seconds"),
@@ -235,14 +238,14 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
         row["whole run"] = f"{timeline['wall_s'] / 60:.1f} min" + (f" of {budget / 60:g}" if budget else "")
         plan = ", ".join(f"{k.replace('_end', '')} by {v / 60:.1f} min" for k, v in (timeline.get("plan") or {}).items()
                          if v is not None)
-        parts += ["<h3>Where the time went</h3>", _table([row], [(k, k) for k in row]),
+        parts += ["<h3>Where the time went</h3>", html_table([row], [(k, k) for k in row]),
                   f"<p>Planned: {html.escape(plan)}.</p>" if plan else ""]
     curves = _curves(path.parent / "learning_curves.csv")
     if curves:
         parts += ["<h3>Learning curves</h3>", curves]
     if summary.get("comparison"):
         parts += ["<h2>Winner against baselines (same trainer; each row says its fidelity)</h2>",
-                  _table(summary["comparison"], [("name", "model"), ("test_accuracy", "test acc %"),
+                  html_table(summary["comparison"], [("name", "model"), ("test_accuracy", "test acc %"),
                                                  ("macs", "MACs"), ("params", "params"),
                                                  ("netscore", "NetScore"), ("latency_ms", "latency ms"),
                                                  ("fidelity", "trained at")])]
@@ -256,14 +259,14 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
     if winner.get("confusion"):
         parts += ["<h2>Winner: confusion matrix and per-class accuracy (test)</h2><div class='plots'>",
                   f"<div>{_confusion(winner['confusion'], list(winner['class_names']))}</div><div>",
-                  _table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
+                  html_table([{"class": k, "accuracy": v} for k, v in winner.get("per_class_accuracy", {}).items()],
                          [("class", "class"), ("accuracy", "accuracy %")]), "</div></div>"]
     parts += operating_section(path.parent / "winner")
     if summary.get("promotion"):
         parts += ["<h2>Rung 2: the best proxy candidates at full resolution</h2><p>The winner is the best "
                   f"validation {html.escape(objective)} among those "
                   "within the accuracy margin of the best rung-2 validation accuracy.</p>",
-                  _table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
+                  html_table(summary["promotion"], [("trial", "trial"), ("chosen", "winner"),
                                                 ("proxy_val_accuracy", "proxy val %"), ("val_accuracy", "val %"),
                                                 ("test_accuracy", "test %"), ("epochs_run", "epochs"),
                                                 ("train_images_per_second", "img/s"), ("macs", "MACs"),
@@ -276,7 +279,7 @@ def write_report(path: Path, summary: dict, rows: list[dict]) -> Path:
               "2 x MACs / that latency" + (f", next to this machine's measured peak of {peak:g} GFLOP/s "
                                            f"({html.escape(summary['peak']['what'])}, "
                                            f"{summary['peak']['threads']} thread(s))" if peak else "") + ".</p>",
-              _table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
+              html_table(rows, [("number", "#"), ("state", "state"), ("space", "space"), ("prototype", "prototype"),
                             ("macs", "MACs"), ("params", "params"), ("val_accuracy", "val %"),
                             ("test_accuracy", "test %"), ("latency_ms", "ms"), ("gflops", "GFLOP/s"),
                             ("fraction_of_peak", "of peak"), ("netscore", "NetScore"), ("utility", "objective"),

@@ -225,7 +225,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         print_json(rows)
         return
     shape = f"{spec.input_size}x{spec.input_size}x{spec.in_channels}"
-    table = Table(title=f"{args.model} vs ResNet-50 at {shape} ({rows[0]['cpu']}, {rows[0]['threads']} threads)")
+    versus = "ResNet-50 (a classifier, for scale)" if spec.segments else "ResNet-50"
+    table = Table(title=f"{args.model} vs {versus} at {shape} ({rows[0]['cpu']}, {rows[0]['threads']} threads)")
     for col in ("model", "backend", "MACs", "batch-1 ms", f"img/s (batch {args.batch})", "speed-up vs ResNet-50"):
         table.add_column(col)
     for r in rows:

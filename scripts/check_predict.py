@@ -7,7 +7,8 @@ A ``--target-accuracy`` run (``results/neu-target-99.5``) keeps its split in the
 (``budgets/<N>m/``, the same split for every budget); its ``winner/`` is that budget's export.
 
 Prints the accuracy (and balanced accuracy, the mean per-class recall) and writes
-``RUN/predict_check.json`` (per-file predictions included).
+``RUN/predict_check.json`` (per-file predictions included). A segmentation run (``search --task segment``)
+is re-scored with ``predict --truth`` against the recorded test files' masks: mIoU and IoU per class.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     name = json.loads((source / "config.json").read_text())["dataset"]
     data_root = find_registered(name.lower()) if name.lower() in DATASETS else Path(name)
     files = [data_root / p for p in split["test"]]
+    if json.loads((source / "config.json").read_text()).get("task") == "segment":
+        return check_segmenter(run, data_root, split["test"])
     cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *map(str, files), "--json"]
     out = subprocess.run(cli, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     preds = json.loads(out.stdout)
@@ -47,6 +50,34 @@ def main() -> None:
     (run / "predict_check.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"defect-nas predict on {len(rows)} recorded test files: {correct} correct, {result['accuracy']:.2f}%, "
           f"balanced {balanced:.2f}%")
+
+
+def check_segmenter(run: Path, data_root: Path, test: list[str]) -> None:
+    """``predict --truth`` on the recorded test images, by folder (NEU-Seg: images/test with masks/test)."""
+    import tempfile
+
+    scores = []
+    folders = sorted({str(Path(p).parent) for p in test})
+    for folder in folders:
+        images = [str(data_root / p) for p in test if str(Path(p).parent) == folder]
+        truth = data_root / folder.replace("images", "masks", 1) if folder.startswith("images") else data_root / folder
+        with tempfile.TemporaryDirectory() as out:
+            cli = [sys.executable, "-m", "defect_nas", "predict", str(run / "winner"), *images, "--truth", str(truth),
+                   "--out", out, "--json"]
+            done = subprocess.run(cli, capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).resolve().parents[1])
+            scores.append(json.loads(done.stdout))
+    if len(scores) != 1:
+        raise SystemExit(f"{run}: test images in {len(folders)} folders; score each with defect-nas predict --truth")
+    metrics = json.loads((run / "winner" / "metrics.json").read_text())
+    result = {"run": str(run), "test_files": scores[0]["images"], **scores[0],
+              "search_test_miou": metrics["test_miou"], "predict_minus_search_points":
+              scores[0]["scores"]["miou"] - metrics["test_miou"]}
+    (run / "predict_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    s = result["scores"]
+    print(f"defect-nas predict on {result['test_files']} recorded test images: mIoU {s['miou']:.2f}% (the search "
+          f"measured {metrics['test_miou']:.2f}% in PyTorch); "
+          + ", ".join(f"{n} {v:.2f}%" for n, v in s["iou"].items()))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def cmd_train_segment(args: argparse.Namespace, arch: ArchSpec | None = None) ->
 def predict_segment(args: argparse.Namespace, predictor, files: list[Path]) -> None:
     """``predict`` with a segmentation model: a mask PNG (class indices, coloured) and an overlay per image in
     ``--out``, the defect share of each image in OUT/masks.csv; with ``--truth``, mIoU and IoU per class
-    against the true masks (matched by file stem, at the model's input size)."""
+    against the true masks (``<stem>.png`` or ``<stem>_mask.png``, at the model's input size)."""
     import numpy as np
 
     from defect_nas.core.errors import DataError
@@ -126,11 +126,14 @@ def predict_segment(args: argparse.Namespace, predictor, files: list[Path]) -> N
     truth = Path(args.truth) if args.truth else None
     if truth is not None and not truth.is_dir():
         raise DefectNasError(f"--truth {truth}: no such folder of masks")
+    true_masks = {}
     if truth is not None:  # every mask is there before anything is written
-        missing = next((f for f in files if not (truth / f"{f.stem}.png").is_file()), None)
-        if missing is not None:
-            raise DefectNasError(f"--truth: no mask {truth / (missing.stem + '.png')} for {missing}: give the folder "
-                                 "of the true masks (<stem>.png)")
+        for f in files:
+            found = [p for p in (truth / f"{f.stem}.png", truth / f"{f.stem}_mask.png") if p.is_file()]
+            if not found:
+                raise DefectNasError(f"--truth: no mask {truth / (f.stem + '.png')} for {f}: give the folder of the "
+                                     "true masks (<stem>.png, or <stem>_mask.png beside each image)")
+            true_masks[f] = found[0]
     out = Path(args.out or "predictions")
     writable_folder(out, "--out")
     names, k = predictor.labels, len(predictor.labels)
@@ -148,7 +151,7 @@ def predict_segment(args: argparse.Namespace, predictor, files: list[Path]) -> N
         rows.append({"path": str(f), "defect_share": float((mask > 0).mean()),
                      **{f"share_{n}": float((mask == i).mean()) for i, n in enumerate(names) if i}})
         if truth is not None:
-            t = read_mask(truth / f"{f.stem}.png")
+            t = read_mask(true_masks[f])
             t = np.where(t == 255, 1, t) if k == 2 else t  # a black-and-white mask: background / defect
             if t.shape != mask.shape:  # scored at the model's size, as it was trained
                 from PIL import Image

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from defect_nas.nas.operating_report import operating_section
-from defect_nas.nas.report import svg_of, plt
+from defect_nas.nas.report import plt, svg_of
 
 
 def _front_plot(points: list[dict], x: str, xlabel: str, target: float) -> str:

@@ -106,3 +106,15 @@ def test_a_classification_setting_in_a_segmentation_search_is_refused_in_one_lin
                  str(tmp_path / "runs")]) == 2
     assert "--teacher: a classification setting" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_time_budgeted_search_plans_its_phases_and_ends_with_a_winner(tmp_path):
+    """--time-budget instead of --trials: exploration stops at its share, rung 2 and the seeds get theirs."""
+    root = segmentation_folder(tmp_path / "data", {"train": 24, "val": 6, "test": 6}, size=48)
+    assert main(["search", "--dataset", str(root), "--budget-flops", "5e6", "--time-budget", "20s", "--epochs", "3",
+                 "--final-seeds", "1", "--top-k", "1", "--workers", "1", "--results", str(tmp_path / "runs"),
+                 "--json"]) == 0
+    summary = json.loads((tmp_path / "runs" / "data-5m" / "summary.json").read_text())
+    plan = summary["plan"]
+    assert 0 < plan["explore_end"] < plan["promote_end"] < plan["final_end"] <= plan["end"] == 20
+    assert summary["trials"]["finished"] >= 1 and summary["winner"]["exported_seed"] == 0

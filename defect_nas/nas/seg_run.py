@@ -42,7 +42,7 @@ def promote(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> li
     """Rung 2: the ``top_k`` best explored architectures (validation mIoU, ties to the utility), one seed
     each at full size, each given an equal part of the rung's time and at most ``promote_epochs``."""
     cfg, size = run.config, run.task.input_size
-    entrants = best_trials(trial_rows(study), cfg.top_k, cfg.min_accuracy)
+    entrants = best_trials(trial_rows(study), cfg.top_k, cfg.min_accuracy) or stopped_by_time(study)[:cfg.top_k]
     records = []
     for i, row in enumerate(entrants):
         t = study.trials[row["number"]]
@@ -56,6 +56,14 @@ def promote(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> li
                         "epochs_run": s["epochs_run"], "train_seconds": s["train_seconds"], "input_size": size})
         log(f"rung 2: trial {row['number']} val mIoU {s['val_miou']:.2f}% ({s['epochs_run']} epochs at {size} px)")
     return records
+
+
+def stopped_by_time(study: optuna.Study) -> list[dict]:
+    """Trials the exploration's deadline stopped, best validation mIoU first: rung 2's entrants when no trial
+    finished (a short budget on slow data), rather than no winner at all."""
+    stopped = [t for t in study.trials if t.user_attrs.get("stopped") == "time budget"
+               and t.user_attrs.get("val_accuracy") is not None and "spec" in t.user_attrs]
+    return [{"number": t.number} for t in sorted(stopped, key=lambda t: (-t.user_attrs["val_accuracy"], t.number))]
 
 
 def train_final(run: SegSearch, spec: ArchSpec, plan: TimePlan, log: Log) -> list[tuple[torch.nn.Module, dict]]:
@@ -140,8 +148,8 @@ def run_segment_search(config: SearchConfig, run_dir: Path, *, threads: int | No
             explore(run, study, plan, log)
             timeline["explore_s"] = round(time.time() - started, 1)
             _write_rows(folder, study, summary)
-            if not summary["trials"]["complete"]:
-                summary["nothing_learned"] = "no trial finished: give more --trials or --time-budget"
+            if not summary["trials"]["complete"] and not stopped_by_time(study):
+                summary["nothing_learned"] = "no trial trained: give more --trials or --time-budget"
                 write_json(folder.summary, summary)
                 return summary
             promoted = promote(run, study, plan, log)

@@ -218,7 +218,14 @@ def explore(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> No
         left = None if plan.explore_end is None else plan.explore_end - time.time()
         if left is not None and left <= 0:
             return
-        study.optimize(objective, n_trials=1, timeout=left, catch=(RuntimeError,), gc_after_trial=True)
-        t = study.trials[-1]
-        log(f"trial {t.number}: {t.state.name.lower()}, val mIoU "
-            f"{t.user_attrs.get('val_accuracy', float('nan')):.1f}% at {t.user_attrs.get('macs', 0) / 1e6:.1f}M MACs")
+        study.optimize(objective, n_trials=1, timeout=left, catch=(RuntimeError,), gc_after_trial=True,
+                       callbacks=[lambda _, t: log(_trial_line(t))])
+
+
+def _trial_line(t: optuna.trial.FrozenTrial) -> str:
+    a = t.user_attrs
+    if "infeasible" in a:
+        return f"trial {t.number}: infeasible ({a['infeasible']})"
+    val = a.get("val_accuracy")
+    return (f"trial {t.number}: {t.state.name.lower()}" + (f", val mIoU {val:.1f}%" if val is not None else "")
+            + f" at {a.get('macs', 0) / 1e6:.1f}M MACs")

@@ -40,7 +40,7 @@ from defect_nas.evaluators.segment import SegData, evaluate, predict_masks, trai
 from defect_nas.evaluators.trainer import TrainConfig
 from defect_nas.nas.plan import TimePlan
 from defect_nas.nas.strategies import strategy
-from defect_nas.nas.trial import propose, screen_latency
+from defect_nas.nas.trial import epoch_reporter, propose, screen_latency
 from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
 
@@ -172,22 +172,14 @@ class SegObjective:
             lat, backend = screen_latency(spec, True)
             trial.set_user_attr("latency_ms", lat)
             trial.set_user_attr("latency_backend", backend)
+            if cfg.max_latency_ms is not None:  # the sampler learns the cap, as in classification
+                trial.set_constraint("latency", (lat - cfg.max_latency_ms) / cfg.max_latency_ms)
             if cfg.max_latency_ms is not None and lat > cfg.max_latency_ms:
                 return penalty
         if cfg.max_params is not None and c.params > cfg.max_params:
             return penalty
 
-        def on_epoch(epoch: int, val: float, record: dict) -> None:
-            if not self.multi:
-                trial.report(val, epoch)
-                if trial.should_prune():
-                    trial.set_user_attr("val_accuracy", val)
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch} (val mIoU {val:.1f}%)")
-            if run.deadline is not None and time.time() > run.deadline:
-                trial.set_user_attr("val_accuracy", val)
-                trial.set_user_attr("stopped", "time budget")
-                raise optuna.TrialPruned("time budget reached")
-
+        on_epoch = epoch_reporter(trial, self.multi, run.deadline, "val mIoU")
         size = proxy_size(cfg, run.task.input_size)
         trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": size})
         model, r = run.train(spec, cfg.epochs, size, cfg.seed, on_epoch)

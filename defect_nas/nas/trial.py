@@ -153,17 +153,7 @@ class Objective:
         if cfg.max_params is not None and c.params > cfg.max_params:
             return self._penalty()
 
-        def on_epoch(epoch: int, val_acc: float, record: dict) -> None:
-            if not self.multi:
-                trial.report(val_acc, epoch)
-                if trial.should_prune():
-                    trial.set_user_attr("val_accuracy", val_acc)
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch} (val {val_acc:.1f}%)")
-            if ctx.deadline is not None and time.time() > ctx.deadline:
-                trial.set_user_attr("val_accuracy", val_acc)
-                trial.set_user_attr("stopped", "time budget")
-                raise optuna.TrialPruned("time budget reached")
-
+        on_epoch = epoch_reporter(trial, self.multi, ctx.deadline)
         recipe = ctx.recipe
         trial.set_user_attr("fidelity", {"epochs": cfg.epochs, "input_size": recipe.proxy_input_size})
         trial.set_user_attr("recipe_level", recipe.level)
@@ -189,6 +179,26 @@ class Objective:
             cost2 = lat if cfg.nsga2_cost == "latency" else float(c.macs)
             return r["val_accuracy"], cost2, float(c.params)
         return score
+
+
+def epoch_reporter(trial: optuna.Trial, multi: bool, deadline: float | None, metric: str = "val"
+                   ) -> Callable[[int, float, dict], None]:
+    """The trainer's per-epoch callback of a trial: the validation score to the pruner (single-objective
+    studies; the trial is pruned when it says so) and a stop at the exploration's deadline, each recording
+    the last validation score (``val_accuracy``; a segmenter's mIoU) on the trial."""
+
+    def on_epoch(epoch: int, val: float, record: dict) -> None:
+        if not multi:
+            trial.report(val, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("val_accuracy", val)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({metric} {val:.1f}%)")
+        if deadline is not None and time.time() > deadline:
+            trial.set_user_attr("val_accuracy", val)
+            trial.set_user_attr("stopped", "time budget")
+            raise optuna.TrialPruned("time budget reached")
+
+    return on_epoch
 
 
 def screen_latency(spec: ArchSpec, deployed: bool) -> tuple[float, str]:

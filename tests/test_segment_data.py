@@ -107,3 +107,12 @@ def test_classification_on_mask_data_and_segmentation_with_a_missing_mask_are_on
     err = capsys.readouterr().err
     assert "images/val/1.png: no mask" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing written
+
+
+def test_datasets_lists_a_segmentation_folder_with_its_parts_not_as_unreadable(tmp_path):
+    from defect_nas.data.registry import list_datasets
+
+    segmentation_folder(tmp_path / "root" / "seg", {"train": 4, "val": 2, "test": 2}, size=16)
+    entry = next(e for e in list_datasets(tmp_path / "root") if e["name"] == "seg")
+    assert entry["layout"].startswith("segmentation") and entry["images"] == 8
+    assert entry["classes"] == {"test images": 2, "train images": 4, "val images": 2}

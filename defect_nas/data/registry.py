@@ -81,11 +81,15 @@ def scan_path(root: Path) -> Scan:
     return scan_neu(root) or scan_folder(root)
 
 
-def _not_masks(root: Path) -> None:
-    """Class folders named images/ and masks/ would be nonsense, not an error: say what the data is."""
+def _is_masks(root: Path) -> bool:
     from .masks import is_mask_layout
 
-    if is_mask_layout(root):
+    return is_mask_layout(root)
+
+
+def _not_masks(root: Path) -> None:
+    """Class folders named images/ and masks/ would be nonsense, not an error: say what the data is."""
+    if _is_masks(root):
         raise DataError(f"{root}: images with masks are segmentation data, not class folders: add --task segment")
 
 
@@ -188,6 +192,18 @@ def list_datasets(data_root: str | Path | None = None) -> list[dict]:
     out = []
     for folder in subdirs(root):
         entry: dict = {"name": registered.get(folder, folder.name), "path": str(folder)}
+        if _is_masks(folder):  # segmentation data: images per part, its classes are per pixel
+            from .masks import scan_masks
+
+            try:
+                layout, pairs = scan_masks(folder)
+            except DataError as exc:
+                out.append({**entry, "layout": "unreadable", "classes": {}, "images": 0, "error": str(exc)})
+                continue
+            parts = [p[2] or "all" for p in pairs]
+            out.append({**entry, "layout": f"segmentation ({layout})", "images": len(pairs),
+                        "classes": {f"{part} images": parts.count(part) for part in dict.fromkeys(parts)}})
+            continue
         try:
             scan = scan_path(folder)
         except DataError as exc:

@@ -118,3 +118,19 @@ def test_a_time_budgeted_search_plans_its_phases_and_ends_with_a_winner(tmp_path
     plan = summary["plan"]
     assert 0 < plan["explore_end"] < plan["promote_end"] < plan["final_end"] <= plan["end"] == 20
     assert summary["trials"]["finished"] >= 1 and summary["winner"]["exported_seed"] == 0
+
+
+def test_resuming_a_search_on_other_data_is_one_line_and_keeps_what_the_run_holds(tmp_path, capsys):
+    root = segmentation_folder(tmp_path / "data", {"train": 12, "val": 4, "test": 4}, size=32)
+    args = ["search", "--dataset", str(root), "--budget-flops", "3e6", "--trials", "1", "--epochs", "1",
+            "--promote-epochs", "1", "--final-epochs", "1", "--final-seeds", "1", "--top-k", "1", "--workers", "1",
+            "--results", str(tmp_path / "runs")]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "data-3m"
+    before = (run / "summary.json").read_bytes()
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(root / "images" / "train" / "0.png")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "not the data" in err and len(err.strip().splitlines()) == 1
+    assert (run / "summary.json").read_bytes() == before

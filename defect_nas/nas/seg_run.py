@@ -130,6 +130,11 @@ def run_segment_search(config: SearchConfig, run_dir: Path, *, threads: int | No
     folder = RunFolder(run_dir)
     with RunLock(run_dir):
         study = create_or_load_study(config, open_storage(sqlite_url(run_dir)), run_dir.name)
+        stored = study.user_attrs.get("dataset_fingerprint")
+        if stored not in (None, run.ds.fingerprint):  # resuming on other data would mix two searches
+            raise DefectNasError(f"{config.dataset}: not the data {run_dir} was searched on (fingerprint "
+                                 f"{run.ds.fingerprint[:12]} vs {stored[:12]}): give the same data or --run NAME")
+        study.set_user_attr("dataset_fingerprint", run.ds.fingerprint)
         write_json(folder.config, {**config.to_dict(), "study": run_dir.name, "device": runtime.device})
         write_json(folder.environment, {**environment(config.seed), "threads": threads, "device": runtime.device})
         write_json(folder.split, {"fingerprint": run.ds.fingerprint, "seed": config.split_seed, **run.split.policy,

@@ -134,3 +134,22 @@ def test_resuming_a_search_on_other_data_is_one_line_and_keeps_what_the_run_hold
     err = capsys.readouterr().err
     assert "not the data" in err and len(err.strip().splitlines()) == 1
     assert (run / "summary.json").read_bytes() == before
+
+
+def test_a_resumed_run_keeps_its_finished_rung_2_and_seeds_instead_of_training_them_again(tmp_path, capsys):
+    """A long CPU run is split across sessions: what an earlier session finished is read back, not retrained."""
+    root = segmentation_folder(tmp_path / "data", {"train": 12, "val": 4, "test": 4}, size=32)
+    args = ["search", "--dataset", str(root), "--budget-flops", "3e6", "--trials", "1", "--epochs", "1",
+            "--promote-epochs", "2", "--final-epochs", "2", "--final-seeds", "2", "--top-k", "1", "--workers", "1",
+            "--results", str(tmp_path / "runs"), "--json"]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "data-3m"
+    first = json.loads((run / "winner" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "rung 2: trial 0 kept from an earlier session" in err
+    assert "final seed 0: kept" in err and "final seed 1: kept" in err
+    again = json.loads((run / "winner" / "metrics.json").read_text())
+    assert again["test_miou_over_seeds"] == first["test_miou_over_seeds"] and again["exported_seed"] == first[
+        "exported_seed"]

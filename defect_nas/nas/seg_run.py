@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from safetensors.torch import save_file
 
 from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import write_csv, write_json
@@ -46,6 +47,11 @@ def promote(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> li
     records = []
     for i, row in enumerate(entrants):
         t = study.trials[row["number"]]
+        kept = RunFolder(run.run_dir).path / "rung2" / f"trial-{row['number']}.json"
+        if kept.is_file():  # trained by an earlier session of this run: a resume does not train it again
+            records.append(json.loads(kept.read_text()))
+            log(f"rung 2: trial {row['number']} kept from an earlier session")
+            continue
         spec = ArchSpec.from_json(t.user_attrs["spec"])
         slot = None if plan.promote_end is None else max(1.0, (plan.promote_end - time.time()) / (len(entrants) - i))
         _, s = run.train(spec, cfg.promote_epochs, size, cfg.seed, time_s=slot)
@@ -54,6 +60,7 @@ def promote(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> li
                         "val_accuracy": s["val_miou"], "test_miou": s["test_miou"],
                         "val_netscore": measured_netscore(s["val_miou"], c_params, c_macs),
                         "epochs_run": s["epochs_run"], "train_seconds": s["train_seconds"], "input_size": size})
+        write_json(kept, records[-1])
         log(f"rung 2: trial {row['number']} val mIoU {s['val_miou']:.2f}% ({s['epochs_run']} epochs at {size} px)")
     return records
 
@@ -71,12 +78,42 @@ def train_final(run: SegSearch, spec: ArchSpec, plan: TimePlan, log: Log) -> lis
     cfg, size = run.config, run.task.input_size
     out = []
     for i in range(cfg.final_seeds):
+        seed = cfg.seed + i
+        kept = _kept_seed(run, spec, seed)
+        if kept is not None:
+            log(f"final seed {seed}: kept from an earlier session (test mIoU {kept[1]['test_miou']:.2f}%)")
+            out.append(kept)
+            continue
         slot = None if plan.final_end is None else max(1.0, (plan.final_end - time.time()) / (cfg.final_seeds - i))
-        model, s = run.train(spec, cfg.final_epochs, size, cfg.seed + i, time_s=slot)
-        log(f"final seed {cfg.seed + i}: test mIoU {s['test_miou']:.2f}% (val {s['val_miou']:.2f}%, "
-            f"{s['epochs_run']} epochs)")
+        model, s = run.train(spec, cfg.final_epochs, size, seed, time_s=slot)
+        s["spec_digest"] = spec.at_size(size).digest()
+        folder = RunFolder(run.run_dir).path / "final"
+        folder.mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / f"seed-{seed}.safetensors")
+        write_json(folder / f"seed-{seed}.json", s)  # last: a record without its weights is never read back
+        log(f"final seed {seed}: test mIoU {s['test_miou']:.2f}% (val {s['val_miou']:.2f}%, {s['epochs_run']} epochs)")
         out.append((model, s))
     return out
+
+
+def _kept_seed(run: SegSearch, spec: ArchSpec, seed: int) -> tuple[torch.nn.Module, dict] | None:
+    """A final seed an earlier session of this run trained to its end (RUN/final/seed-N.json and its weights),
+    for this winner; a long CPU run is split across sessions without training a finished seed again."""
+    from safetensors.torch import load_file
+
+    from defect_nas.search_spaces.build import build
+
+    folder = RunFolder(run.run_dir).path / "final"
+    record, weights = folder / f"seed-{seed}.json", folder / f"seed-{seed}.safetensors"
+    sized = spec.at_size(run.task.input_size)
+    if not (record.is_file() and weights.is_file()):
+        return None
+    s = json.loads(record.read_text())
+    if s.get("spec_digest") != sized.digest():  # another winner's seed
+        return None
+    model = build(sized)
+    model.load_state_dict(load_file(weights))
+    return model.eval(), s
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -52,8 +52,9 @@ def promote(run: SegSearch, study: optuna.Study, plan: TimePlan, log: Log) -> li
     for i, row in enumerate(entrants):
         t = study.trials[row["number"]]
         kept = RunFolder(run.run_dir).path / "rung2" / f"trial-{row['number']}.json"
-        if kept.is_file():  # trained by an earlier session of this run: a resume does not train it again
-            records.append(json.loads(kept.read_text()))
+        record = json.loads(kept.read_text()) if kept.is_file() else None
+        if record is not None and record["spec"] == t.user_attrs["spec"]:  # an earlier session of this run trained
+            records.append(record)  # this architecture: a resume does not train it again
             log(f"rung 2: trial {row['number']} kept from an earlier session")
             continue
         spec = ArchSpec.from_json(t.user_attrs["spec"])

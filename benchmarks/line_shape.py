@@ -45,8 +45,10 @@ def landscape_stack(files: list[Path], h: int, w: int):
     return out
 
 
-def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dict:
-    import json
+def train_prototype(data: str, shape: str, seed: int, epochs: int, budget: float, pool: str = "gap"):
+    """The residual prototype (head ``pool``) fitted to ``budget`` and trained on ``data`` at ``shape``:
+    (dataset, split, model, training result, fvcore MACs at H x W, seconds)."""
+    import dataclasses
 
     import torch
     from fvcore.nn import FlopCountAnalysis
@@ -55,19 +57,17 @@ def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dic
     from defect_nas.core.budget import Budget, fit
     from defect_nas.data import load_dataset, make_split
     from defect_nas.evaluators.scoring import train_data
-    from defect_nas.evaluators.trainer import TrainConfig, evaluate, train
+    from defect_nas.evaluators.trainer import TrainConfig, train
     from defect_nas.search_spaces.base import Task, get_space
     from defect_nas.search_spaces.build import build
 
     h, w = (int(v) for v in shape.split("x"))
-    import dataclasses
-
     ds = load_dataset(data, size=64)  # labels, files and the split; pixels replaced below
     ds = dataclasses.replace(ds, images=torch.from_numpy(landscape_stack([ds.root / p for p in ds.paths], h, w)))
     split = make_split(ds, seed=0)
     side = round((h * w) ** 0.5)
-    spec = fit(get_space("residual").prototypes(Task(ds.channels, side, ds.num_classes))["resnet-proto"],
-               Budget(budget))
+    proto = get_space("residual").prototypes(Task(ds.channels, side, ds.num_classes))["resnet-proto"]
+    spec = fit(dataclasses.replace(proto, head=dataclasses.replace(proto.head, pool=pool)), Budget(budget))
     torch.manual_seed(seed)
     model = build(spec)
     with torch.no_grad():
@@ -77,12 +77,21 @@ def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dic
         macs = int(fca.total())
     t = time.time()
     result = train(model, train_data(ds, split), TrainConfig(epochs=epochs, seed=seed, sampler="balanced"))
+    return ds, split, model, result, macs, round(time.time() - t, 1)
+
+
+def run_one(data: str, shape: str, seed: int, epochs: int, budget: float) -> dict:
+    import json
+
+    from defect_nas.evaluators.trainer import evaluate
+
+    ds, split, model, result, macs, seconds = train_prototype(data, shape, seed, epochs, budget)
     m = evaluate(model, ds.images[split.test], ds.labels[split.test], ds.class_names)
     recall = {k: round(v, 1) for k, v in zip(ds.class_names, m.per_class_accuracy)}
     return {"dataset": Path(data).name, "shape": shape, "seed": seed, "epochs": epochs, "macs": macs,
             "val_balanced_accuracy": round(result.val_accuracy, 2),
             "test_balanced_accuracy": round(m.balanced_accuracy, 2), "test_accuracy": round(m.accuracy, 2),
-            "best_epoch": result.best_epoch, "recall": json.dumps(recall), "seconds": round(time.time() - t, 1)}
+            "best_epoch": result.best_epoch, "recall": json.dumps(recall), "seconds": seconds}
 
 
 def main() -> None:

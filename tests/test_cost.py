@@ -1,5 +1,6 @@
 """The analytic cost model equals fvcore's count and torch's parameter count exactly."""
 
+import json
 import math
 import random
 
@@ -104,3 +105,18 @@ def test_a_net_fitted_to_1m_macs_at_200px_is_counted_exactly(space):
     assert fitted
     for spec in fitted[:3]:
         assert Budget(1e6).contains(macs(spec)) and macs(spec) == fvcore_macs(build(spec), 1, 200), spec.to_json()
+
+
+def test_a_max_pooled_head_costs_what_an_averaged_one_does_and_keeps_a_one_pixel_defect():
+    """``gmp`` (global max pool) is the head for defects of a few pixels: same MACs as ``gap``, equal
+    to fvcore's count, and a single hot pixel moves its pooled feature as much as a full map would."""
+    import dataclasses
+
+    spec = ArchSpec(1, 64, 3, (Conv(8, 3, 2),), (), Head("gmp"))
+    assert macs(spec) == macs(dataclasses.replace(spec, head=Head("gap"))) == fvcore_macs(build(spec), 1, 64)
+    pool = build(spec).head[0]
+    x = torch.zeros(1, 8, 32, 32)
+    x[0, :, 31, 0] = 1.0  # one pixel in a corner
+    assert pool(x).flatten().tolist() == [1.0] * 8
+    with pytest.raises(SpecError, match="head.pool"):
+        ArchSpec.from_dict({**json.loads(spec.to_json()), "head": {"pool": "max"}})

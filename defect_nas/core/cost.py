@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from defect_nas.core.errors import SpecError
 from defect_nas.core.spec import (
+    GLOBAL_POOLS,
     LW,
     LW_KERNELS,
     ArchSpec,
@@ -98,7 +99,7 @@ def cost(spec: ArchSpec, input_size: int | None = None) -> Cost:
             tapped = (cin, size)
     if spec.decoder is not None:
         return _sum(total, decoder_cost(spec.decoder, cin, size, tapped, spec.num_classes))
-    width = cin if spec.head.pool == "gap" else cin * size * size
+    width = cin if spec.head.pool in GLOBAL_POOLS else cin * size * size
     for out in (*spec.head.fc, spec.num_classes):
         total = _sum(total, Cost(width * out, width * out + out))
         width = out

@@ -82,10 +82,16 @@ Block = Conv | Basic | Bottleneck | LW
 BLOCK_TYPES: dict[str, type] = {"conv": Conv, "basic": Basic, "bottleneck": Bottleneck, "lw": LW}
 
 
+HEAD_POOLS = ("gap", "gmp", "flatten")
+GLOBAL_POOLS = ("gap", "gmp")  # pool the map to one vector: the head's cost and the input size are free
+
+
 @dataclass(frozen=True)
 class Head:
     """Classifier head: ``gap`` = global-average-pool then ``fc`` hidden layers then linear;
-    ``flatten`` = flatten the final map then ``fc`` hidden layers (Kim's FC-4096) then linear."""
+    ``gmp`` = global-max-pool instead (a defect of a few pixels is one strong response, which an
+    average over a large, mostly defect-free map dilutes); ``flatten`` = flatten the final map then
+    ``fc`` hidden layers (Kim's FC-4096) then linear."""
 
     pool: str = "gap"
     fc: tuple[int, ...] = ()
@@ -247,8 +253,8 @@ def _parse_block(d: Any, where: str) -> Block:
 def _parse_head(d: Any) -> Head:
     _check_keys(d, {"pool", "fc", "dropout"}, "head")
     pool = d.get("pool", "gap")
-    if pool not in ("gap", "flatten"):
-        raise SpecError(f"head.pool: {pool!r} must be 'gap' or 'flatten'")
+    if pool not in HEAD_POOLS:
+        raise SpecError(f"head.pool: {pool!r} must be one of {', '.join(HEAD_POOLS)}")
     fc = d.get("fc", [])
     if not isinstance(fc, list) or len(fc) > 4:
         raise SpecError(f"head.fc: expected a list of at most 4 hidden widths, got {fc!r}")

@@ -5,7 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from defect_nas.core.spec import LW, ArchSpec, Basic, Block, Bottleneck, Conv, feature_sizes, tap_point, validate
+from defect_nas.core.spec import (
+    GLOBAL_POOLS,
+    LW,
+    ArchSpec,
+    Basic,
+    Block,
+    Bottleneck,
+    Conv,
+    feature_sizes,
+    tap_point,
+    validate,
+)
 from defect_nas.search_spaces.blocks import ConvBNAct, LWBottleneck, basic_block, bottleneck_block
 from defect_nas.search_spaces.decoder import DecoderHead
 
@@ -42,8 +53,9 @@ class Network(nn.Module):
             _init(self)
             return
         head: list[nn.Module] = []
-        if spec.head.pool == "gap":
-            head += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        if spec.head.pool in GLOBAL_POOLS:
+            pool = nn.AdaptiveAvgPool2d(1) if spec.head.pool == "gap" else nn.AdaptiveMaxPool2d(1)
+            head += [pool, nn.Flatten()]
             width = cin
         else:
             side = feature_sizes(spec, spec.input_size)[-1]

@@ -13,7 +13,8 @@ wall time:
   the exported winner is re-checked by ``defect-nas predict`` on the recorded test split
   (``scripts/check_predict.py``), and the row reports the mean of its final seeds.
 - ``prototype``: the residual prototype fitted to 100M MACs, trained alone for the whole budget at the
-  data's size with the search's final recipe (one seed, every core; epochs sized to the time).
+  data's size with the search's final recipe, its head pooling included (one seed, every core; epochs
+  sized to the time).
 - ``efficientnet-lite0``: ImageNet-initialised EfficientNet-Lite0 (weights from the installed package)
   fine-tuned whole through the product's teacher path (SGD, class-balanced batches on imbalanced
   data) at 224 px for the whole budget (one seed, every core): what a practitioner would try first.
@@ -24,7 +25,8 @@ wall time:
 Each row: balanced accuracy on the test split (percent), per-class recall, MACs, ONNX Runtime
 latency (batch 1, 1 thread, this CPU), wall time. Rows are appended to
 ``results/benchmarks/line_data.json`` (a list) and ``line_data.csv``; an arm already measured for a set
-is skipped, so the benchmark can be split across sessions.
+is skipped, so the benchmark can be split across sessions; ``--replace`` measures it again (after a
+change to the search) and replaces its row.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
     config = SearchConfig(dataset=str(data))
     ds = load_dataset(data)
     ctx = SearchContext(config, ds, make_split(ds, seed=0), None, work)
-    spec = fit(get_space("residual").prototypes(ctx.task)["resnet-proto"], ctx.budget)
+    spec = fit(ctx.recipe.shape_head(get_space("residual").prototypes(ctx.task)["resnet-proto"]), ctx.budget)
     left = budget_s - (time.time() - t) - 15  # what a search keeps back for export, roughly
     _, r = train_candidate(ctx, spec, config.final_epochs, None, 0, patience=config.patience, time_budget_s=left,
                            ema_epochs=config.ema_epochs)
@@ -159,6 +161,8 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--time-budget", default="20m")
     ap.add_argument("--work", type=Path, help="folder for the data and runs (default: a temporary one)")
+    ap.add_argument("--replace", action="store_true",
+                    help="measure these sets and arms again, replacing their rows (after a change to the search)")
     args = ap.parse_args()
     budget = parse_minutes(args.time_budget)
     out_json = OUT / "line_data.json"
@@ -175,6 +179,9 @@ def main() -> None:
                 info = build(SHAPES[name], data)
             print(json.dumps(info), flush=True)
         for arm in args.arms:
+            if args.replace:
+                rows = [r for r in rows
+                        if not (r["dataset"] == name and r["arm"] == arm and r.get("budget_s") == budget)]
             if any(r["dataset"] == name and r["arm"] == arm and r.get("budget_s") == budget for r in rows):
                 print(f"{name} / {arm}: already measured", flush=True)
                 continue

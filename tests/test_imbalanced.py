@@ -70,5 +70,7 @@ def test_a_search_on_imbalanced_data_reports_its_winner_in_balanced_accuracy(tmp
     winner = summary["winner"]
     assert winner["metric"] == "balanced_accuracy"
     assert summary["recipe"]["imbalance"] == "sampler"  # class-balanced batches by default (nas.recipe)
+    assert summary["recipe"]["head_pool"] == "gmp"  # and a max-pooled head: a defect is a small part of the image
+    assert json.loads((run / "winner" / "arch.json").read_text())["head"]["pool"] == "gmp"
     assert "balanced accuracy" in (run / "report.html").read_text()
     assert "balanced accuracy" in (run / "winner" / "MODEL_CARD.md").read_text()

@@ -63,6 +63,20 @@ def test_imbalanced_data_trains_with_class_balanced_batches_by_default(tmp_path)
     assert Recipe.for_data(SearchConfig(imbalance="logit"), ds).train_overrides() == {"logit_adjust": 1.0}
 
 
+def test_line_like_data_gets_a_max_pooled_head_and_neu_like_data_keeps_the_averaged_one():
+    """On strip the averaged head did not even fit its defect-free training images; max pooling keeps a
+    small defect's response (results/benchmarks/line_pool.*). Balanced defect-only data (NEU) is unchanged."""
+    proto = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
+    line = Recipe.for_data(SearchConfig(), imbalanced())  # 70% 'ok'
+    assert line.head_pool == "gmp" and line.shape_head(proto).head.pool == "gmp"
+    assert "max-pooled head" in line.describe()
+    neu_like = Recipe.for_data(SearchConfig(), learnable_dataset(classes=3, per_class=20, size=16))
+    assert neu_like.head_pool == "gap" and neu_like.shape_head(proto) is proto
+    assert Recipe.for_data(SearchConfig(head_pool="gap"), imbalanced()).head_pool == "gap"  # the user's choice
+    kim = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), (), Head("flatten", (16,)))
+    assert line.shape_head(kim) is kim  # a flatten head has no global pooling to choose
+
+
 def test_chance_is_judged_against_the_validation_sets_own_noise():
     ds = learnable_dataset(classes=3, per_class=60, size=16)  # balanced: plain accuracy, chance 33.3%
     split = make_split(ds, seed=0)  # 10 validation images per class

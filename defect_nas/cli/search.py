@@ -21,7 +21,14 @@ from defect_nas.core.errors import DefectNasError
 from defect_nas.core.files import writable_folder
 from defect_nas.core.interrupts import stop_status, stopped_by
 from defect_nas.core.runfolder import RunFolder
-from defect_nas.core.search_config import BOUNDS, IMBALANCE_CHOICES, TARGET_SHARES, SearchConfig, flag
+from defect_nas.core.search_config import (
+    BOUNDS,
+    HEAD_POOL_CHOICES,
+    IMBALANCE_CHOICES,
+    TARGET_SHARES,
+    SearchConfig,
+    flag,
+)
 from defect_nas.core.utility import OBJECTIVES
 from defect_nas.evaluators.runtime import Runtime
 from defect_nas.nas.baselines import baseline_choices
@@ -88,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--imbalance", choices=IMBALANCE_CHOICES, default="auto",
                    help="imbalanced classes: auto (class-balanced batches when the largest class has 1.5x the "
                         "smallest), none, sampler, weights (weighted loss), logit (logit-adjusted loss)")
+    p.add_argument("--head-pool", choices=HEAD_POOL_CHOICES, default="auto",
+                   help="a classifier head's global pooling: auto (max when the data has a defect-free class or "
+                        "imbalanced classes, where a defect is a small part of the image; average otherwise, "
+                        "as on NEU), gap (average), gmp (max)")
     p.add_argument("--pruner", choices=PRUNERS.names(), default="hyperband")
     p.add_argument("--min-epochs", type=field_type("min_epochs"), default=3)
     p.add_argument("--top-k", type=field_type("top_k"), default=4,
@@ -198,7 +209,8 @@ def config_from(args: argparse.Namespace) -> SearchConfig:
         channel_multiple=args.channel_multiple,
         min_accuracy=args.min_accuracy, trials=args.trials,
         time_budget_s=args.time_budget, epochs=args.epochs, proxy_input_size=args.proxy_input_size or None,
-        imbalance=args.imbalance, pruner=args.pruner, min_epochs=min_epochs_of(args), top_k=args.top_k,
+        imbalance=args.imbalance, head_pool=args.head_pool, pruner=args.pruner, min_epochs=min_epochs_of(args),
+        top_k=args.top_k,
         explore_share=_share(args.explore_share, 0, args), promote_share=_share(args.promote_share, 1, args),
         promote_epochs=args.promote_epochs,
         accuracy_margin=args.accuracy_margin, patience=args.patience, ema_epochs=args.ema_epochs or None,

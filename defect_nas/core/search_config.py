@@ -32,6 +32,7 @@ MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
 TASKS = ("classify", "segment")
 IMBALANCE_CHOICES = ("auto", "none", "sampler", "weights", "logit")
+HEAD_POOL_CHOICES = ("auto", "gap", "gmp")
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 FLAGS = {"spaces": "--space", "time_budget_s": "--time-budget"}  # fields whose flag is not --field-name
 SIZE = Bounds(whole=True, low=MIN_INPUT, high=MAX_INPUT)
@@ -105,6 +106,8 @@ class SearchConfig:
     # see nas.recipe: 100 px on NEU's 200 px images)
     imbalance: str = "auto"  # how training treats imbalanced classes: auto (sampler on imbalanced data, else none),
     # none, sampler (class-balanced batches), weights (class-weighted loss), logit (logit-adjusted loss)
+    head_pool: str = "auto"  # a classifier's global pooling: auto (max on line-like data, else average; nas.recipe),
+    # gap (average) or gmp (max)
     pruner: str = "hyperband"  # a registered pruner (nas.strategies.PRUNERS)
     min_epochs: int = 3  # first pruning rung
     top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed
@@ -147,6 +150,8 @@ class SearchConfig:
             problems.append(f"--task {self.task!r}: choose {' or '.join(TASKS)}")
         if self.imbalance not in IMBALANCE_CHOICES:
             problems.append(f"--imbalance {self.imbalance!r}: choose {', '.join(IMBALANCE_CHOICES)}")
+        if self.head_pool not in HEAD_POOL_CHOICES:
+            problems.append(f"--head-pool {self.head_pool!r}: choose {', '.join(HEAD_POOL_CHOICES)}")
         if self.nsga2_cost not in ("macs", "latency"):
             problems.append(f"--nsga2-cost {self.nsga2_cost!r}: choose macs or latency")
         if self.objective not in OBJECTIVES:

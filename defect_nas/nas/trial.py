@@ -127,7 +127,7 @@ class Objective:
             space_name, proposal = propose(trial, cfg, task)
             trial.set_user_attr("space", space_name)
         try:
-            spec = fit(proposal, ctx.budget)
+            spec = fit(ctx.recipe.shape_head(proposal), ctx.budget)
         except Infeasible as e:
             trial.set_user_attr("infeasible", str(e))
             trial.set_constraint("budget", 1.0)

@@ -100,11 +100,11 @@ def test_search_on_missing_or_mis_sized_masks_is_one_line_exit_2_and_writes_noth
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_classification_setting_in_a_segmentation_search_is_refused_in_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("flag", [("--teacher", "vgg16"), ("--head-pool", "gmp")])
+def test_a_classification_setting_in_a_segmentation_search_is_refused_in_one_line(tmp_path, capsys, flag):
     root = segmentation_folder(tmp_path / "data", {"train": 6, "val": 3, "test": 3}, size=24)
-    assert main(["search", "--dataset", str(root), *SEARCH, "--teacher", "vgg16", "--results",
-                 str(tmp_path / "runs")]) == 2
-    assert "--teacher: a classification setting" in capsys.readouterr().err
+    assert main(["search", "--dataset", str(root), *SEARCH, *flag, "--results", str(tmp_path / "runs")]) == 2
+    assert f"{flag[0]}: a classification setting" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

@@ -45,7 +45,8 @@ from defect_nas.search_spaces.base import Task, get_space
 from defect_nas.search_spaces.build import build
 
 Log = Callable[[str], None]
-CLASSIFICATION_ONLY = {"teacher": "none", "baselines": (), "imbalance": "auto"}  # field -> the value segmenting needs
+# field -> the value segmenting needs (a segmenter has a decoder, no pooled head)
+CLASSIFICATION_ONLY = {"teacher": "none", "baselines": (), "imbalance": "auto", "head_pool": "auto"}
 
 
 def check_segment_config(config: SearchConfig) -> None:
@@ -54,7 +55,7 @@ def check_segment_config(config: SearchConfig) -> None:
         if getattr(config, name) != value:
             flag = "--" + name.replace("_", "-")
             raise DefectNasError(f"{flag}: a classification setting; a segmentation search has no teacher, baselines "
-                                 f"or imbalance handling: leave {flag} out")
+                                 f"imbalance handling or pooled head: leave {flag} out")
 
 
 def proxy_size(config: SearchConfig, size: int) -> int:

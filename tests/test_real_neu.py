@@ -74,3 +74,8 @@ def test_neu_loads_to_the_very_pixels_and_split_of_the_reference_run():
     split = make_split(ds, seed=recorded["seed"])
     assert [ds.paths[i] for i in split.test] == recorded["test"]
     assert [ds.paths[i] for i in split.train] == recorded["train"]
+    from defect_nas.core.search_config import SearchConfig
+    from defect_nas.nas.recipe import Recipe
+
+    recipe = Recipe.for_data(SearchConfig(dataset="neu"), ds)  # and trains as before: no line-data recipe
+    assert (recipe.imbalance, recipe.head_pool) == ("none", "gap")

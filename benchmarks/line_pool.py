@@ -23,10 +23,7 @@ from pathlib import Path
 
 from line_audit import AUDIT_CSV  # noqa: E402
 from line_shape import train_prototype  # noqa: E402
-from resumable import done_keys, read_runs, run_jobs  # noqa: E402
-
-from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.measure.runinfo import environment  # noqa: E402
+from resumable import done_keys, read_runs, run_jobs, write_seed_means  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 FIELDS = ["dataset", "pool", "shape", "seed", "epochs", "macs", "val_balanced_accuracy", "test_balanced_accuracy",
@@ -82,19 +79,9 @@ def main() -> None:
     jobs = [(d, p, args.shape, seed, args.epochs, args.budget_flops) for seed in args.seeds for p in args.pools
             for d in args.data]
     run_jobs(run_one, [j for j in jobs if (Path(j[0]).name, *j[1:5]) not in done], runs, FIELDS, args.jobs)
-    df = read_runs(runs, NUMERIC)
-    g = df.groupby(["dataset", "pool", "shape", "epochs"])
     cols = ["macs", "val_balanced_accuracy", "test_balanced_accuracy", "train_balanced_accuracy",
             "eye_clean_ok_recall", "seconds"]
-    table = g[cols].mean().round(2).reset_index()
-    table["seeds"] = g.size().values
-    table["test_balanced_std"] = g["test_balanced_accuracy"].std().fillna(0).round(2).values
-    rows = table.to_dict("records")
-    write_csv(args.out / "line_pool.csv", rows)
-    write_json(args.out / "line_pool.json", {"rows": rows, "environment": environment(0)})
-    for row in rows:
-        print(row)
-
+    write_seed_means(read_runs(runs, NUMERIC), ["dataset", "pool", "shape", "epochs"], cols, args.out, "line_pool")
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from resumable import done_keys, read_runs, run_jobs  # noqa: E402
-
-from defect_nas.core.files import write_csv, write_json  # noqa: E402
-from defect_nas.measure.runinfo import environment  # noqa: E402
+from resumable import done_keys, read_runs, run_jobs, write_seed_means  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 FIELDS = ["dataset", "shape", "seed", "epochs", "macs", "val_balanced_accuracy", "test_balanced_accuracy",
@@ -110,18 +107,8 @@ def main() -> None:
     jobs = [(d, s, seed, args.epochs, args.budget_flops) for seed in args.seeds for s in args.shapes
             for d in args.data]
     run_jobs(run_one, [j for j in jobs if (Path(j[0]).name, *j[1:4]) not in done], runs, FIELDS, args.jobs)
-    df = read_runs(runs, NUMERIC)
-    g = df.groupby(["dataset", "shape", "epochs"])
-    table = g[["macs", "val_balanced_accuracy", "test_balanced_accuracy", "test_accuracy", "seconds"]].mean()
-    table = table.round(2).reset_index()
-    table["seeds"] = g.size().values
-    table["test_balanced_std"] = g["test_balanced_accuracy"].std().fillna(0).round(2).values
-    rows = table.to_dict("records")
-    write_csv(args.out / "line_shape.csv", rows)
-    write_json(args.out / "line_shape.json", {"rows": rows, "environment": environment(0)})
-    for row in rows:
-        print(row)
-
+    cols = ["macs", "val_balanced_accuracy", "test_balanced_accuracy", "test_accuracy", "seconds"]
+    write_seed_means(read_runs(runs, NUMERIC), ["dataset", "shape", "epochs"], cols, args.out, "line_shape")
 
 if __name__ == "__main__":
     main()

@@ -54,3 +54,21 @@ def done_keys(runs_csv: Path, numeric: Sequence[str], columns: Sequence[str]) ->
     df = read_runs(runs_csv, numeric)
     return {tuple(int(v) if c in numeric else v for c, v in zip(columns, row))
             for row in df[list(columns)].itertuples(index=False)}
+
+
+def write_seed_means(df: pd.DataFrame, by: list[str], columns: list[str], out: Path, name: str) -> list[dict]:
+    """Means over seeds of ``columns`` per ``by`` group, with the seed count and the test balanced
+    accuracy's standard deviation, written to ``out/name.{csv,json}`` (with the environment) and printed."""
+    from defect_nas.core.files import write_csv, write_json
+    from defect_nas.measure.runinfo import environment
+
+    g = df.groupby(by)
+    table = g[columns].mean().round(2).reset_index()
+    table["seeds"] = g.size().values
+    table["test_balanced_std"] = g["test_balanced_accuracy"].std().fillna(0).round(2).values
+    rows = table.to_dict("records")
+    write_csv(out / f"{name}.csv", rows)
+    write_json(out / f"{name}.json", {"rows": rows, "environment": environment(0)})
+    for row in rows:
+        print(row)
+    return rows

@@ -21,6 +21,7 @@ wall time:
 - ``search+teacher``: the search command with ``--teacher efficientnet-lite0 --teacher-input-size 224``:
   the teacher is fine-tuned inside the same budget (at most 30% of it) and every candidate distils
   from it (Kim et al.'s transfer, decided by measurement: compare with ``search``).
+- ``search+gmp`` / ``prototype+gmp``: ``search`` and ``prototype`` with max-pooled heads (``--head-pool gmp``).
 
 Each row: balanced accuracy on the test split (percent), per-class recall, MACs, ONNX Runtime
 latency (batch 1, 1 thread, this CPU), wall time. Rows are appended to
@@ -47,7 +48,7 @@ from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
-ARMS = ("search", "prototype", "efficientnet-lite0", "search+teacher")
+ARMS = ("search", "prototype", "efficientnet-lite0", "search+teacher", "search+gmp", "prototype+gmp")
 
 
 def parse_minutes(text: str) -> float:
@@ -57,7 +58,7 @@ def parse_minutes(text: str) -> float:
 TEACHER_FLAGS = ("--teacher", "efficientnet-lite0", "--teacher-input-size", "224")
 
 
-def run_search(data: Path, work: Path, budget_s: float, extra: tuple[str, ...] = ()) -> dict:
+def run_search(data: Path, work: Path, budget_s: float, extra: tuple[str, ...] = (), arm: str = "search") -> dict:
     runs = work / "runs"
     t = time.time()
     p = subprocess.run([sys.executable, "-m", "defect_nas", "search", "--budget-flops", "100e6", "--dataset", str(data),
@@ -66,7 +67,7 @@ def run_search(data: Path, work: Path, budget_s: float, extra: tuple[str, ...] =
     wall = time.time() - t
     run = runs / f"{data.name}-100m"
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    row = {"arm": "search+teacher" if extra else "search", "flags": list(extra), "exit_code": p.returncode,
+    row = {"arm": arm, "flags": list(extra), "exit_code": p.returncode,
            "wall_s": round(wall, 1), "run_dir": str(run),
            "stderr_tail": p.stderr.strip().splitlines()[-1:] if p.returncode else []}
     w = summary.get("winner")
@@ -89,7 +90,7 @@ def onnx_latency(model, shape) -> float:
     return measure_latency(model.cpu().eval(), shape, backend="onnx", batch_size_throughput=None, threads=1).latency_ms
 
 
-def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
+def run_prototype(data: Path, work: Path, budget_s: float, head_pool: str = "gap") -> dict:
     import torch
 
     from defect_nas.core.budget import fit
@@ -100,7 +101,7 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
 
     t = time.time()
     torch.set_num_threads(os.cpu_count() or 1)
-    config = SearchConfig(dataset=str(data))
+    config = SearchConfig(dataset=str(data), head_pool=head_pool)
     ds = load_dataset(data)
     ctx = SearchContext(config, ds, make_split(ds, seed=0), None, work)
     spec = fit(ctx.recipe.shape_head(get_space("residual").prototypes(ctx.task)["resnet-proto"]), ctx.budget)
@@ -112,7 +113,8 @@ def run_prototype(data: Path, work: Path, budget_s: float) -> dict:
     model = build(spec.at_size(ds.image_size[0]))
     lat = onnx_latency(model, (ds.channels, *ds.image_size))
     m = r["test_metrics"]
-    return {"arm": "prototype", "exit_code": 0, "wall_s": round(time.time() - t, 1),
+    return {"arm": "prototype" if head_pool == "gap" else f"prototype+{head_pool}", "exit_code": 0,
+            "wall_s": round(time.time() - t, 1),
             "balanced_accuracy_mean": m["balanced_accuracy"], "seeds": 1, "seed_accuracies": [m["balanced_accuracy"]],
             "macs": r["macs"], "params": r["params"], "latency_onnx_ms": lat, "input_size": r["input_size"],
             "epochs_run": [r["epochs_run"]], "recall": dict(zip(ds.class_names, m["per_class_accuracy"])),
@@ -147,11 +149,20 @@ def run_efficientnet(data: Path, work: Path, budget_s: float) -> dict:
 def run_search_teacher(data: Path, work: Path, budget_s: float) -> dict:
     """The search distilling from EfficientNet-Lite0 fine-tuned inside the same budget (ImageNet init,
     224 px, at most TEACHER_SHARE of the time): does Kim et al.'s transfer pay on this data?"""
-    return run_search(data, work, budget_s, TEACHER_FLAGS)
+    return run_search(data, work, budget_s, TEACHER_FLAGS, "search+teacher")
+
+
+def run_search_gmp(data: Path, work: Path, budget_s: float) -> dict:
+    """The search command with ``--head-pool gmp``: every candidate max-pools its last map."""
+    return run_search(data, work, budget_s, ("--head-pool", "gmp"), "search+gmp")
+
+
+def run_prototype_gmp(data: Path, work: Path, budget_s: float) -> dict:
+    return run_prototype(data, work, budget_s, "gmp")
 
 
 RUNNERS = {"search": run_search, "prototype": run_prototype, "efficientnet-lite0": run_efficientnet,
-           "search+teacher": run_search_teacher}
+           "search+teacher": run_search_teacher, "search+gmp": run_search_gmp, "prototype+gmp": run_prototype_gmp}
 
 
 def main() -> None:

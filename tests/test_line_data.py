@@ -63,18 +63,16 @@ def test_imbalanced_data_trains_with_class_balanced_batches_by_default(tmp_path)
     assert Recipe.for_data(SearchConfig(imbalance="logit"), ds).train_overrides() == {"logit_adjust": 1.0}
 
 
-def test_line_like_data_gets_a_max_pooled_head_and_neu_like_data_keeps_the_averaged_one():
-    """On strip the averaged head did not even fit its defect-free training images; max pooling keeps a
-    small defect's response (results/benchmarks/line_pool.*). Balanced defect-only data (NEU) is unchanged."""
+def test_the_heads_pooling_is_averaged_by_default_and_max_on_request_for_every_candidate():
+    """Max pooling fitted strip's defect-free class at 40 epochs but was not better end to end
+    (docs/line-data.md), so the average stays the default; --head-pool gmp shapes every proposal."""
     proto = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), ((Basic(16, 3, 2),),), Head())
-    line = Recipe.for_data(SearchConfig(), imbalanced())  # 70% 'ok'
-    assert line.head_pool == "gmp" and line.shape_head(proto).head.pool == "gmp"
-    assert "max-pooled head" in line.describe()
-    neu_like = Recipe.for_data(SearchConfig(), learnable_dataset(classes=3, per_class=20, size=16))
-    assert neu_like.head_pool == "gap" and neu_like.shape_head(proto) is proto
-    assert Recipe.for_data(SearchConfig(head_pool="gap"), imbalanced()).head_pool == "gap"  # the user's choice
+    default = Recipe.for_data(SearchConfig(), imbalanced())  # 70% 'ok': still averaged
+    assert default.head_pool == "gap" and default.shape_head(proto) is proto
+    asked = Recipe.for_data(SearchConfig(head_pool="gmp"), imbalanced())
+    assert asked.shape_head(proto).head.pool == "gmp" and "max-pooled head" in asked.describe()
     kim = ArchSpec(1, 32, 3, (Conv(8, 3, 2),), (), Head("flatten", (16,)))
-    assert line.shape_head(kim) is kim  # a flatten head has no global pooling to choose
+    assert asked.shape_head(kim) is kim  # a flatten head has no global pooling to choose
 
 
 def test_chance_is_judged_against_the_validation_sets_own_noise():

@@ -95,10 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--imbalance", choices=IMBALANCE_CHOICES, default="auto",
                    help="imbalanced classes: auto (class-balanced batches when the largest class has 1.5x the "
                         "smallest), none, sampler, weights (weighted loss), logit (logit-adjusted loss)")
-    p.add_argument("--head-pool", choices=HEAD_POOL_CHOICES, default="auto",
-                   help="a classifier head's global pooling: auto (max when the data has a defect-free class or "
-                        "imbalanced classes, where a defect is a small part of the image; average otherwise, "
-                        "as on NEU), gap (average), gmp (max)")
+    p.add_argument("--head-pool", choices=HEAD_POOL_CHOICES, default="gap",
+                   help="a classifier head's global pooling: gap (average, the default) or gmp (max: measured on "
+                        "line data, not better end to end; docs/line-data.md)")
     p.add_argument("--pruner", choices=PRUNERS.names(), default="hyperband")
     p.add_argument("--min-epochs", type=field_type("min_epochs"), default=3)
     p.add_argument("--top-k", type=field_type("top_k"), default=4,

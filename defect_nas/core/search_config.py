@@ -32,7 +32,7 @@ MAX_BUDGET = 10e9  # MACs: defect-nas designs compact networks (ResNet-50 is 4.1
 # fitted "compact" net has tens of millions of params and takes hours per trial on an inspection PC's CPU
 TASKS = ("classify", "segment")
 IMBALANCE_CHOICES = ("auto", "none", "sampler", "weights", "logit")
-HEAD_POOL_CHOICES = ("auto", "gap", "gmp")
+HEAD_POOL_CHOICES = ("gap", "gmp")
 RUN_KEYS = ("storage", "study", "device")  # config.json keys about where this run ran, not what it searches
 FLAGS = {"spaces": "--space", "time_budget_s": "--time-budget"}  # fields whose flag is not --field-name
 SIZE = Bounds(whole=True, low=MIN_INPUT, high=MAX_INPUT)
@@ -106,8 +106,7 @@ class SearchConfig:
     # see nas.recipe: 100 px on NEU's 200 px images)
     imbalance: str = "auto"  # how training treats imbalanced classes: auto (sampler on imbalanced data, else none),
     # none, sampler (class-balanced batches), weights (class-weighted loss), logit (logit-adjusted loss)
-    head_pool: str = "auto"  # a classifier's global pooling: auto (max on line-like data, else average; nas.recipe),
-    # gap (average) or gmp (max)
+    head_pool: str = "gap"  # a classifier head's global pooling: gap (average) or gmp (max; docs/line-data.md)
     pruner: str = "hyperband"  # a registered pruner (nas.strategies.PRUNERS)
     min_epochs: int = 3  # first pruning rung
     top_k: int = 4  # rung 2: this many candidates are trained at full resolution, one seed

@@ -22,7 +22,7 @@ from defect_nas.core.spec import GLOBAL_POOLS, ArchSpec
 from defect_nas.data import Dataset, Split
 from defect_nas.evaluators.scoring import chance_score, learned, selection_metric, val_counts
 
-__all__ = ["NOTHING_LEARNED_ATTR", "Recipe", "auto_proxy_size", "check_recipe", "head_pool_method", "imbalance_method",
+__all__ = ["NOTHING_LEARNED_ATTR", "Recipe", "auto_proxy_size", "check_recipe", "imbalance_method",
            "learned", "nothing_learned_message", "recipe_level"]
 
 # How imbalanced classes are trained, by name (TrainConfig fields). ``auto`` picks AUTO_IMBALANCE on
@@ -48,7 +48,7 @@ class Recipe:
     imbalance: str
     lr_scale: float = 1.0
     teacher: str = "none"  # a transfer teacher the recipe distils from (the ladder's last rung), or none
-    head_pool: str = "gap"  # a classifier head's global pooling (``head_pool_method``)
+    head_pool: str = "gap"  # a classifier head's global pooling (--head-pool)
 
     @classmethod
     def for_data(cls, config: SearchConfig, dataset: Dataset, level: int = 0) -> Recipe:
@@ -61,7 +61,7 @@ class Recipe:
         # a teacher the user asked for is already in every trial: the rung is then full resolution again
         teacher = rung.get("teacher", "none") if config.teacher == "none" else "none"
         return cls(level, proxy, imbalance_method(config.imbalance, dataset), rung.get("lr_scale", 1.0), teacher,
-                   head_pool_method(config.head_pool, dataset))
+                   config.head_pool)
 
     def shape_head(self, spec: ArchSpec) -> ArchSpec:
         """``spec`` with this recipe's global pooling (a flatten head or a segmenter is left as it is)."""
@@ -129,18 +129,6 @@ def imbalance_method(choice: str, dataset: Dataset) -> str:
     if choice != "auto":
         return choice
     return AUTO_IMBALANCE if selection_metric(dataset) == "balanced_accuracy" else "none"
-
-
-def head_pool_method(choice: str, dataset: Dataset) -> str:
-    """``auto`` -> global max pooling on line-like data (a defect-free class, or imbalanced classes),
-    average pooling otherwise (NEU as it was). Why: on ``strip`` (70% defect-free, defects 0.3-4% of the
-    image) the averaged prototype did not fit its own defect-free training images (75% balanced on
-    them) and scored 65.4% balanced test, the max-pooled one 89.7% / 76.0% (2 seeds,
-    results/benchmarks/line_pool.*): an average dilutes a small defect's response over the whole map."""
-    if choice != "auto":
-        return choice
-    line_like = bool(dataset.negative_classes) or selection_metric(dataset) == "balanced_accuracy"
-    return "gmp" if line_like else "gap"
 
 
 def nothing_learned_message(dataset: Dataset, split: Split, tried: list[str], trials: int) -> str:

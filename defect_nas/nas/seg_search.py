@@ -46,7 +46,7 @@ from defect_nas.search_spaces.build import build
 
 Log = Callable[[str], None]
 # field -> the value segmenting needs (a segmenter has a decoder, no pooled head)
-CLASSIFICATION_ONLY = {"teacher": "none", "baselines": (), "imbalance": "auto", "head_pool": "auto"}
+CLASSIFICATION_ONLY = {"teacher": "none", "baselines": (), "imbalance": "auto", "head_pool": "gap"}
 
 
 def check_segment_config(config: SearchConfig) -> None:

@@ -54,7 +54,7 @@ def check_segment_config(config: SearchConfig) -> None:
     for name, value in CLASSIFICATION_ONLY.items():
         if getattr(config, name) != value:
             flag = "--" + name.replace("_", "-")
-            raise DefectNasError(f"{flag}: a classification setting; a segmentation search has no teacher, baselines "
+            raise DefectNasError(f"{flag}: a classification setting; a segmentation search has no teacher, baselines, "
                                  f"imbalance handling or pooled head: leave {flag} out")
 
 

@@ -46,7 +46,8 @@ def run_one(data: str, pool: str, shape: str, seed: int, epochs: int, budget: fl
     ds, split, model, result, macs, seconds = train_prototype(data, shape, seed, epochs, budget, pool)
     m = evaluate(model, ds.images[split.test], ds.labels[split.test], ds.class_names)
     fit = evaluate(model, ds.images[split.train], ds.labels[split.train], ds.class_names)
-    clean = [i for i in split.test.tolist() if ds.paths[i] in eye_clean(Path(data).name)]
+    audited = eye_clean(Path(data).name)  # read once, not per test image
+    clean = [i for i in split.test.tolist() if ds.paths[i] in audited]
     ok = ds.class_names.index("ok")
     eye = None
     if clean:

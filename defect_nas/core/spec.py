@@ -89,8 +89,8 @@ GLOBAL_POOLS = ("gap", "gmp")  # pool the map to one vector: the head's cost and
 @dataclass(frozen=True)
 class Head:
     """Classifier head: ``gap`` = global-average-pool then ``fc`` hidden layers then linear;
-    ``gmp`` = global-max-pool instead (a defect of a few pixels is one strong response, which an
-    average over a large, mostly defect-free map dilutes); ``flatten`` = flatten the final map then
+    ``gmp`` = global-max-pool instead (keeps a small defect's one strong response; it fitted line
+    data better at 40 epochs but not end to end, docs/line-data.md); ``flatten`` = flatten the final map then
     ``fc`` hidden layers (Kim's FC-4096) then linear."""
 
     pool: str = "gap"

@@ -116,3 +116,15 @@ def test_datasets_lists_a_segmentation_folder_with_its_parts_not_as_unreadable(t
     entry = next(e for e in list_datasets(tmp_path / "root") if e["name"] == "seg")
     assert entry["layout"].startswith("segmentation") and entry["images"] == 8
     assert entry["classes"] == {"test images": 2, "train images": 4, "val images": 2}
+
+
+def test_a_class_absent_from_the_scored_images_is_null_in_json_not_nan():
+    """``predict --truth`` on a few images: a class in neither mask has no IoU; scores.json must stay
+    valid JSON (NaN is not), and the mean counts only the classes present."""
+    import json
+
+    truth = np.zeros((2, 8, 8), dtype=np.int64)
+    truth[:, :4] = 1  # background and class 1 only; class 2 absent from both maps
+    d = scores(confusion(truth, truth, 3)).as_dict(("background", "inclusion", "patches"))
+    assert d["iou"]["patches"] is None and d["miou"] == 100.0
+    assert json.loads(json.dumps(d, allow_nan=False)) == d

@@ -174,8 +174,11 @@ def predict_segment(args: argparse.Namespace, predictor, files: list[Path]) -> N
                   + (f"; {skipped} unreadable, skipped" if skipped else ""), highlight=False)
     if truth is not None:
         s = result["scores"]
-        console.print(f"against {truth}: mIoU {s['miou']:.2f}% (defect classes {s['miou_defects']:.2f}%), "
-                      + ", ".join(f"{n} {v:.2f}%" for n, v in s["iou"].items()), highlight=False)
+        def pct(v: float | None) -> str:
+            return "absent" if v is None else f"{v:.2f}%"
+
+        console.print(f"against {truth}: mIoU {pct(s['miou'])} (defect classes {pct(s['miou_defects'])}), "
+                      + ", ".join(f"{n} {pct(v)}" for n, v in s["iou"].items()), highlight=False)
 
 
 NOTHING_LEARNED_STATUS = 3

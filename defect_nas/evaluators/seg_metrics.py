@@ -22,8 +22,13 @@ class SegScores:
     pixel_accuracy: float
 
     def as_dict(self, class_names: tuple[str, ...]) -> dict:
-        return {"miou": self.miou, "miou_defects": self.miou_defects, "pixel_accuracy": self.pixel_accuracy,
-                "iou": dict(zip(class_names, self.iou))}
+        """JSON-ready: a class in neither map (a few images scored by ``predict --truth``) is null, not NaN,
+        which strict JSON readers refuse."""
+        def num(v: float) -> float | None:
+            return None if np.isnan(v) else v
+
+        return {"miou": num(self.miou), "miou_defects": num(self.miou_defects), "pixel_accuracy": self.pixel_accuracy,
+                "iou": {n: num(v) for n, v in zip(class_names, self.iou)}}
 
 
 def scores(cm: np.ndarray) -> SegScores:

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-from line_sets import KOLEKTOR_REPO, SHAPES, build, export_kolektor  # noqa: E402
+from line_sets import KOLEKTOR_REPO, build_named, export_kolektor  # noqa: E402
 
 from defect_nas.core.files import write_csv, write_json  # noqa: E402
 from defect_nas.measure.runinfo import environment  # noqa: E402
@@ -167,8 +167,10 @@ RUNNERS = {"search": run_search, "prototype": run_prototype, "efficientnet-lite0
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", nargs="+", default=list(SHAPES), choices=[*SHAPES, "kolektor"])
+    ap.add_argument("--sets", nargs="+", default=["strip", "tile-clean-whole"],
+                    help="line_sets.py's names (strip, tile-clean-whole, ...) or kolektor")
     ap.add_argument("--kolektor-mirror", type=Path, help=f"bare git mirror of github.com/{KOLEKTOR_REPO}")
+    ap.add_argument("--judge", type=Path, help="a NEU-Seg segmenter's winner folder, for sets named -clean")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--time-budget", default="20m")
     ap.add_argument("--work", type=Path, help="folder for the data and runs (default: a temporary one)")
@@ -187,7 +189,7 @@ def main() -> None:
                     sys.exit(f"kolektor: fetch github.com/{KOLEKTOR_REPO} and pass --kolektor-mirror GIT_DIR")
                 info = export_kolektor(args.kolektor_mirror, data)
             else:
-                info = build(SHAPES[name], data)
+                info = build_named(name, data, args.judge)
             print(json.dumps(info), flush=True)
         for arm in args.arms:
             if args.replace:

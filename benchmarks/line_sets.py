@@ -36,6 +36,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class LineShape:
 SHAPES = {
     "strip": LineShape("strip", 900, 0.70, (70, 120), (40, 100), (2, 4), (0.003, 0.04), 1.5),
     "panel": LineShape("panel", 900, 0.75, (60, 100), (40, 90), (2, 3), (0.002, 0.025), 2.5, 0.5),
+    # one crop per image, so one continuous surface and no seams between crops of different surfaces
+    "tile": LineShape("tile", 900, 0.70, (70, 120), (60, 140), (1, 1), (0.003, 0.04), 1.5),
 }
 
 
@@ -78,7 +81,8 @@ class Sources:
     round-robin. A pixel is handed out once (``used`` marks it), so no pixel appears in two images
     of a set and none leaks across splits."""
 
-    def __init__(self, root: Path, rng: np.random.Generator, margin: int = 0):
+    def __init__(self, root: Path, rng: np.random.Generator, margin: int = 0,
+                 judge: Callable[[np.ndarray], np.ndarray] | None = None, whole: bool = False):
         pairs = sorted((p, root / "masks" / p.parent.name / f"{p.stem}.png") for p in (root / "images").glob("*/*.jpg"))
         self.groups: dict[int, list[int]] = {1: [], 2: [], 3: []}
         self.pairs = [pairs[i] for i in rng.permutation(len(pairs))]
@@ -87,6 +91,8 @@ class Sources:
             self.groups[int(counts.argmax()) + 1].append(i)
         self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.margin = margin  # a defect-free crop keeps this many pixels away from any mask pixel
+        self.judge = judge  # a second opinion: where a segmenter sees a defect the masks do not mark
+        self.whole = whole  # a defective crop holds whole defects, none cut by its edge
         self.next = dict.fromkeys(self.groups, 0)
 
     def take(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -98,11 +104,12 @@ class Sources:
             raise RuntimeError("NEU-Seg has too few unused pixels for this set; ask for fewer or smaller images")
         if i not in self.cache:
             img, mask = self.pairs[i]
-            m = np.asarray(Image.open(mask))
-            # where a defect-free crop may not reach: the mask, widened by the margin (defects can
-            # reach past their annotated outline)
-            near = binary_dilation(m > 0, iterations=self.margin) if self.margin else m > 0
-            self.cache[i] = (np.asarray(Image.open(img).convert("L")), m, np.zeros(m.shape, bool), near)
+            m, pixels = np.asarray(Image.open(mask)), np.asarray(Image.open(img).convert("L"))
+            # where a defect-free crop may not reach: the mask (and the judge's defects), widened by
+            # the margin (defects can reach past their annotated outline)
+            marked = m > 0 if self.judge is None else (m > 0) | self.judge(pixels)
+            near = binary_dilation(marked, iterations=self.margin) if self.margin else marked
+            self.cache[i] = (pixels, m, np.zeros(m.shape, bool), near)
         return self.cache[i]
 
 
@@ -132,6 +139,9 @@ def defect(src: Sources, group: int, h: int, w: int, area: tuple[int, int],
         for cls in (group,):
             own, other = _window_sums(mask == cls, h, w), sums
             ok = (own == other) & (own >= area[0]) & (own <= area[1]) & (busy == 0)
+            if src.whole:  # no mask pixel on the crop's border: no defect is cut to a sliver
+                inner = _window_sums(mask, h - 2, w - 2)[1:sums.shape[0] + 1, 1:sums.shape[1] + 1]
+                ok &= sums == inner
             ys, xs = np.nonzero(ok)
             if len(ys):
                 i = int(rng.integers(len(ys)))
@@ -163,10 +173,31 @@ def compose(shape: LineShape, src: Sources, rng: np.random.Generator, defective:
     return out, label
 
 
-def build(shape: LineShape, out: Path, seed: int = 0, margin: int = 0) -> dict:
-    """Write ``out/<class>/<n>.png``; return what was written (class counts, size range)."""
+def segmenter_judge(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Pixels a NEU-Seg segmenter (a ``defect-nas search --task segment`` winner folder) calls defective
+    in a whole 200 x 200 source image: the defects its masks leave out, as far as a model trained on
+    the masks can tell."""
+    import torch
+
+    from defect_nas.deploy.model import load_model
+
+    model, _, names = load_model(model_dir)
+    if names[0] != "background":
+        sys.exit(f"{model_dir}: not a segmenter (its first class is {names[0]!r}, not 'background')")
+
+    def judge(pixels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(pixels.astype(np.float32) / 255)[None, None]
+            return model(x).argmax(1)[0].numpy() > 0
+    return judge
+
+
+def build(shape: LineShape, out: Path, seed: int = 0, margin: int = 0,
+          judge_dir: Path | None = None, whole: bool = False) -> dict:
+    """Write ``out/<class>/<n>.png``; return what was written (class counts, size range). With
+    ``judge_dir`` a defect-free crop also avoids what that segmenter calls defective."""
     rng = np.random.default_rng(seed)
-    src = Sources(seg_root(), rng, margin)
+    src = Sources(seg_root(), rng, margin, segmenter_judge(judge_dir) if judge_dir else None, whole)
     n_good = round(shape.images * shape.good_share)
     counts = dict.fromkeys(CLASSES, 0)
     sizes = []
@@ -179,6 +210,7 @@ def build(shape: LineShape, out: Path, seed: int = 0, margin: int = 0) -> dict:
         sizes.append(arr.shape)
     hs, ws = [s[0] for s in sizes], [s[1] for s in sizes]
     return {"set": shape.name, "folder": str(out), "classes": counts, "seed": seed, "margin": margin,
+            "judge": str(judge_dir) if judge_dir else None, "whole_defects": whole,
             "shape": asdict(shape),
             "heights": [min(hs), max(hs)], "widths": [min(ws), max(ws)], "distinct_sizes": len(set(sizes))}
 
@@ -211,13 +243,36 @@ def export_kolektor(mirror: Path, out: Path) -> dict:
             "heights": [min(h for _, h in sizes), max(h for _, h in sizes)], "distinct_sizes": len(set(sizes))}
 
 
+VARIANTS = {
+    "clean": "defect-free crops also avoid what a NEU-Seg segmenter (--judge) calls defective, 2 px apart",
+    "whole": "a defective crop holds whole defects, none cut by its edge",
+}
+
+
+def build_named(name: str, out: Path, judge_dir: Path | None = None, seed: int = 0, margin: int | None = None) -> dict:
+    """A set by name: a shape of ``SHAPES``, then its variants (``strip``, ``tile-clean-whole``);
+    ``margin`` (pixels between a defect-free crop and any mask pixel) defaults to 2 when clean, else 0."""
+    base, *variants = name.split("-")
+    if base not in SHAPES or any(v not in VARIANTS for v in variants):
+        sys.exit(f"{name}: not a set; name a shape ({', '.join(SHAPES)}) and any of -{', -'.join(VARIANTS)}")
+    clean = "clean" in variants
+    if clean and (judge_dir is None or not judge_dir.is_dir()):
+        sys.exit(f"{name}: -clean needs --judge, a NEU-Seg segmenter's winner folder (search --task segment)")
+    margin = (2 if clean else 0) if margin is None else margin
+    return build(SHAPES[base], out, seed, margin, judge_dir=judge_dir if clean else None,
+                 whole="whole" in variants)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--sets", nargs="+", default=list(SHAPES), choices=[*SHAPES, "kolektor"])
+    ap.add_argument("--sets", nargs="+", default=list(SHAPES), help=f"{', '.join(SHAPES)} or kolektor; a NEU-Seg "
+                    f"shape may carry variants: {'; '.join(f'-{k}: {v}' for k, v in VARIANTS.items())}")
     ap.add_argument("--kolektor-mirror", type=Path, help=f"bare git mirror of github.com/{KOLEKTOR_REPO}")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--margin", type=int, default=0, help="pixels between a defect-free crop and any mask pixel")
+    ap.add_argument("--judge", type=Path, help="a NEU-Seg segmenter's winner folder, for the -clean variant")
+    ap.add_argument("--margin", type=int, help="pixels between a defect-free crop and any mask pixel (default: 2 "
+                                               "when -clean, else 0)")
     args = ap.parse_args()
     for name in args.sets:
         if name == "kolektor":
@@ -225,8 +280,7 @@ def main() -> None:
                 sys.exit(f"kolektor: fetch github.com/{KOLEKTOR_REPO} and pass --kolektor-mirror GIT_DIR")
             print(json.dumps(export_kolektor(args.kolektor_mirror, args.out / name)))
             continue
-        info = build(SHAPES[name], args.out / name, args.seed, args.margin)
-        print(json.dumps(info))
+        print(json.dumps(build_named(name, args.out / name, args.judge, args.seed, args.margin)))
 
 
 if __name__ == "__main__":

@@ -38,15 +38,12 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
 
 def segment(model, pixels: np.ndarray) -> np.ndarray:
-    """Per-pixel class (0 = background) of a grey uint8 image of any size (reflect-padded to 32)."""
+    """Per-pixel class (0 = background) of a grey uint8 image of any size (the decoder upsamples to it)."""
     import torch
-    import torch.nn.functional as F
 
-    h, w = pixels.shape
     x = torch.from_numpy(pixels.astype(np.float32) / 255)[None, None]
-    x = F.pad(x, (0, (-w) % 32, 0, (-h) % 32), mode="reflect")
     with torch.no_grad():
-        return model(x).argmax(1)[0, :h, :w].numpy()
+        return model(x).argmax(1)[0].numpy()
 
 
 def unmasked_defects(model, root: Path, files: list[str], min_px: int = 20, gap: int = 3) -> dict:
@@ -125,7 +122,7 @@ def main() -> None:
         rows.append({"data": data.name, "what": "segmenter as classifier", "threshold_px": float(best),
                      "val_balanced_accuracy": round(100 * balanced_accuracy_score(yv, decide(av, best, names)), 1),
                      "test_balanced_accuracy": round(100 * balanced_accuracy_score(yt, pred), 1),
-                     "recall": {n: round(100 * r, 1) for n, r in zip(names, recall)},
+                     "recall": {n: round(100 * float(r), 1) for n, r in zip(names, recall)},
                      "auroc_ok_vs_defect": round(float(roc_auc_score(yt != ok, at.sum(1))), 3),
                      "median_defect_px": {names[c]: float(np.median(at[yt == c].max(1))) for c in range(len(names))}})
         print(rows[-1], flush=True)

@@ -1,11 +1,12 @@
 """Line-like datasets built from NEU-Seg's pixel masks, in a folder you name (never committed).
 
-    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_sets.py OUT [--sets strip panel]
+    DEFECT_NAS_DATA=../shared/datasets .venv/bin/python benchmarks/line_sets.py OUT [--sets strip panel tile]
+    ... --sets tile-clean-whole --judge results/neu-seg-200m/winner
 
 An inspection line's data is mostly defect-free parts, small defects and images of many sizes and
 aspect ratios. NEU-Seg (4,470 steel images, 200 x 200, every one holding a defect, with masks of
 inclusions, patches and scratches) says where each defect is, so such a set can be composed from it:
-each image is 2-4 crops of NEU-Seg images of one steel texture side by side (or stacked); no
+each image is one or more crops of NEU-Seg images of one steel texture side by side (or stacked); no
 source pixel is used twice in a set, so no pixels leak across splits. A
 defect-free image's crops hold no mask pixel; a defective image has exactly one crop with mask
 pixels of one class, placed at a random position (the ends included) and limited in area. A
@@ -16,10 +17,20 @@ defect-free image draws its texture like a defective one, so texture alone never
 - ``panel``: 900 images of 2-3 crops 60-100 x 40-90 px, side by side or stacked, upscaled 2.5x
   (wide and tall images, 100-675 px a side), 75% defect-free, defects 0.2-2.5% of the pixels:
   larger images, smaller defects.
+- ``tile``: 900 images of ONE crop 70-120 x 60-140 px, upscaled 1.5x (105-180 x 90-210 px, aspect
+  0.5-2), 70% defect-free, defects 0.3-4%: one continuous surface per image, no seams between crops
+  of different surfaces (a real part's image has none).
 
-NEU-Seg's masks are not exhaustive: a seeded sample of 30 ``strip`` images called defect-free shows
-a defect-like mark on 14-18 of them (``benchmarks/line_audit.py``, ``results/benchmarks/line_audit.csv``),
-so these two sets cap what any model can score on the ``ok`` class. Hence a third, real one:
+NEU-Seg's masks are not exhaustive (a person's eye, ``line_audit.py``, and a segmenter trained on
+them, ``line_labels.py``, both find unmarked defects), and a crop's mask pixels may be the cut edge of
+a defect lying mostly outside it. Two variants, appended to a shape's name, fix each:
+
+- ``-clean``: a defect-free crop also keeps 2 px away from every pixel a NEU-Seg segmenter (``--judge``,
+  a ``defect-nas search --task segment`` winner folder) calls defective in the whole source image.
+- ``-whole``: a defective crop holds whole defects: no mask pixel on its border.
+
+What each changes is measured in ``docs/line-data.md`` (``line_pool.py`` on ``strip``/``tile`` and
+their variants). And a real set:
 
 - ``kolektor``: KolektorSDD (Tabernik et al., J. Intell. Manuf. 31, 2020; Kolektor Group and ViCoS,
   University of Ljubljana, CC BY-NC-SA 4.0), commutator photographs of 500 x 1235-1285 px, cracks a few

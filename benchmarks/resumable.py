@@ -66,7 +66,8 @@ def write_seed_means(df: pd.DataFrame, by: list[str], columns: list[str], out: P
     table = g[columns].mean().round(2).reset_index()
     table["seeds"] = g.size().values
     table["test_balanced_std"] = g["test_balanced_accuracy"].std().fillna(0).round(2).values
-    rows = table.to_dict("records")
+    rows = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()}  # NaN is not JSON
+            for r in table.to_dict("records")]
     write_csv(out / f"{name}.csv", rows)
     write_json(out / f"{name}.json", {"rows": rows, "environment": environment(0)})
     for row in rows:

@@ -270,8 +270,8 @@ def build_named(name: str, out: Path, judge_dir: Path | None = None, seed: int =
     if clean and (judge_dir is None or not judge_dir.is_dir()):
         sys.exit(f"{name}: -clean needs --judge, a NEU-Seg segmenter's winner folder (search --task segment)")
     margin = (2 if clean else 0) if margin is None else margin
-    return build(SHAPES[base], out, seed, margin, judge_dir=judge_dir if clean else None,
-                 whole="whole" in variants)
+    info = build(SHAPES[base], out, seed, margin, judge_dir=judge_dir if clean else None, whole="whole" in variants)
+    return {**info, "set": name}
 
 
 def main() -> None:
